@@ -1,0 +1,1 @@
+//! Connection state machine (being written).
