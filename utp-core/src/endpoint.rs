@@ -6,12 +6,19 @@
 //! 1. `handle_datagram` for every received datagram, then `flush_acks` once the batch is drained;
 //! 2. `handle_timeout` when `poll_timeout` is reached;
 //! 3. after any call, drain `poll_transmit` and `poll_event`.
-//!
-//! INTERFACE STUB.
 
-use std::net::SocketAddr;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use crate::congestion::CongestionKind;
+use crate::connection::{Connection, ConnectionConfig, Io, State};
+use crate::packet::{Header, Packet, PacketType, ParseError};
+use crate::seq::Seq;
 use crate::stats::ConnectionStats;
 
 /// Identifies a connection inside one endpoint.
@@ -123,75 +130,671 @@ pub enum DatagramKind {
     NotUtp,
 }
 
+/// Decides whether an incoming connection from this address is accepted.
+pub type AcceptFilter = Box<dyn FnMut(SocketAddr) -> bool + Send>;
+
+/// How long a RESET we sent suppresses another for the same packet (µs).
+const RESET_MEMORY_US: u64 = 10_000_000;
+/// Above this many remembered RESETs we stop answering unknown packets.
+const MAX_RESET_RECORDS: usize = 1000;
+/// RESETs to unknown connections allowed per second (token bucket).
+const RESETS_PER_SECOND: u64 = 100;
+
+struct Entry {
+    conn: Connection,
+    /// Deadline currently in the timer heap for this connection.
+    scheduled: Option<u64>,
+    counted_half_open: bool,
+    in_ack_list: bool,
+}
+
+/// Endpoint-wide counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Datagrams that looked like uTP but failed validation.
+    pub malformed: u64,
+    /// Datagrams that were not uTP at all.
+    pub not_utp: u64,
+    /// RESETs sent for packets of unknown connections.
+    pub resets_sent: u64,
+    /// SYNs refused (policy, limits) or ignored as id collisions.
+    pub syns_refused: u64,
+    /// SYNs whose connection id collided with an unrelated connection.
+    pub id_collisions: u64,
+}
+
 /// One UDP port's worth of uTP connections.
-#[derive(Debug)]
 pub struct Endpoint {
-    _private: (),
+    config: EndpointConfig,
+    rng: ChaCha8Rng,
+    conns: HashMap<usize, Entry>,
+    /// (remote, receive id) → handle.
+    by_key: HashMap<(SocketAddr, u16), usize>,
+    next_handle: usize,
+    timers: BinaryHeap<Reverse<(u64, usize)>>,
+    ack_list: Vec<usize>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    half_open: usize,
+    accept_filter: Option<AcceptFilter>,
+    reset_records: HashMap<(SocketAddr, u16, u16), u64>,
+    reset_tokens: u64,
+    reset_refill_us: u64,
+    stats: EndpointStats,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("connections", &self.conns.len())
+            .field("half_open", &self.half_open)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// libutp folds IPv4-mapped IPv6 addresses to IPv4; so do we, so a dual-stack
+/// socket and an IPv4 socket see the same peer.
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    if let IpAddr::V6(v6) = addr.ip() {
+        if let Some(v4) = v6.to_ipv4_mapped() {
+            return SocketAddr::new(IpAddr::V4(v4), addr.port());
+        }
+    }
+    addr
 }
 
 impl Endpoint {
     /// A new endpoint; `seed` drives connection ids and initial sequence numbers.
-    pub fn new(_config: EndpointConfig, _seed: u64) -> Self {
-        unimplemented!()
+    pub fn new(config: EndpointConfig, seed: u64) -> Self {
+        Endpoint {
+            config,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            conns: HashMap::new(),
+            by_key: HashMap::new(),
+            next_handle: 1,
+            timers: BinaryHeap::new(),
+            ack_list: Vec::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            half_open: 0,
+            accept_filter: None,
+            reset_records: HashMap::new(),
+            reset_tokens: RESETS_PER_SECOND,
+            reset_refill_us: 0,
+            stats: EndpointStats::default(),
+        }
     }
+
     pub fn config(&self) -> &EndpointConfig {
-        unimplemented!()
+        &self.config
     }
+
+    /// Change the configuration; existing connections keep theirs.
+    pub fn set_config(&mut self, config: EndpointConfig) {
+        self.config = config;
+    }
+
+    /// Admission policy for incoming connections (called before a SYN is answered).
+    pub fn set_accept_filter(&mut self, filter: Option<AcceptFilter>) {
+        self.accept_filter = filter;
+    }
+
+    /// Endpoint-wide counters.
+    pub fn endpoint_stats(&self) -> &EndpointStats {
+        &self.stats
+    }
+
+    fn connection_config(&self) -> ConnectionConfig {
+        let c = &self.config;
+        ConnectionConfig {
+            send_buffer: c.send_buffer.max(1),
+            recv_buffer: c.recv_buffer.max(1),
+            max_packet_size: c.max_packet_size.clamp(crate::packet::HEADER_LEN + 128, 65_507),
+            target_delay_us: if c.target_delay_us == 0 { 100_000 } else { c.target_delay_us },
+            congestion: c.congestion,
+            linger_us: c.linger_us,
+            connect_timeout_us: c.connect_timeout_us,
+        }
+    }
+
+    fn alloc_handle(&mut self) -> usize {
+        let h = self.next_handle;
+        self.next_handle += 1;
+        h
+    }
+
     /// Start connecting to `remote`; `Connected` or `Error` follows.
-    pub fn connect(&mut self, _now_us: u64, _remote: SocketAddr) -> ConnectionHandle {
-        unimplemented!()
+    pub fn connect(&mut self, now_us: u64, remote: SocketAddr) -> ConnectionHandle {
+        let remote = canonical(remote);
+        // A receive id free for this peer, whose +1 (the id the peer will use
+        // to answer) is free too. 0xFFFF is avoided: libutp keeps ids as 32-bit
+        // values and would not match the wrapped send id.
+        let recv_id = loop {
+            let id: u16 = self.rng.gen();
+            if id != u16::MAX
+                && !self.by_key.contains_key(&(remote, id))
+                && !self.by_key.contains_key(&(remote, id.wrapping_add(1)))
+            {
+                break id;
+            }
+        };
+        let seq = Seq(self.rng.gen());
+        let h = self.alloc_handle();
+        let cfg = self.connection_config();
+        let mut io = Io {
+            now_us,
+            transmits: &mut self.transmits,
+            events: &mut self.events,
+        };
+        let conn = Connection::connect(ConnectionHandle(h), remote, recv_id, seq, cfg, &mut io);
+        self.by_key.insert((remote, recv_id), h);
+        self.conns.insert(
+            h,
+            Entry {
+                conn,
+                scheduled: None,
+                counted_half_open: false,
+                in_ack_list: false,
+            },
+        );
+        self.after(h);
+        ConnectionHandle(h)
     }
+
     /// Feed one received datagram from `remote`.
-    pub fn handle_datagram(&mut self, _now_us: u64, _remote: SocketAddr, _data: &[u8]) -> DatagramKind {
-        unimplemented!()
+    pub fn handle_datagram(&mut self, now_us: u64, remote: SocketAddr, data: &[u8]) -> DatagramKind {
+        let remote = canonical(remote);
+        let pkt = match Packet::parse(data) {
+            Ok(p) => p,
+            Err(ParseError::TooShort { .. } | ParseError::BadVersion(_) | ParseError::BadType(_)) => {
+                self.stats.not_utp += 1;
+                return DatagramKind::NotUtp;
+            }
+            Err(_) => {
+                self.stats.malformed += 1;
+                return DatagramKind::Utp;
+            }
+        };
+        let id = pkt.header.connection_id;
+        match pkt.header.packet_type {
+            PacketType::Syn => self.on_syn(now_us, remote, &pkt),
+            PacketType::Reset => self.on_reset(now_us, remote, id),
+            _ => match self.by_key.get(&(remote, id)).copied() {
+                Some(h) => {
+                    self.with_conn(h, now_us, |c, io| c.handle_packet(io, &pkt, data.len()));
+                }
+                None => self.send_reset(now_us, remote, &pkt.header),
+            },
+        }
+        DatagramKind::Utp
     }
+
+    fn on_syn(&mut self, now_us: u64, remote: SocketAddr, syn: &Packet<'_>) {
+        let id = syn.header.connection_id;
+        let key = (remote, id.wrapping_add(1));
+        if let Some(&h) = self.by_key.get(&key) {
+            let entry = self.conns.get_mut(&h).expect("keyed connection exists");
+            if entry.conn.is_same_syn(syn.header.seq_nr) {
+                // Our SYN-ACK was lost: answer the retransmitted SYN again.
+                self.with_conn(h, now_us, |c, io| c.resend_syn_ack(io));
+            } else if entry.conn.send_id != id {
+                self.stats.id_collisions += 1;
+            }
+            return;
+        }
+        if !self.config.accept_incoming
+            || self.half_open >= self.config.max_half_open
+            || self.conns.len() >= self.config.max_connections
+        {
+            self.stats.syns_refused += 1;
+            return;
+        }
+        if let Some(filter) = self.accept_filter.as_mut() {
+            if !filter(remote) {
+                self.stats.syns_refused += 1;
+                return;
+            }
+        }
+        let seq = Seq(self.rng.gen());
+        let h = self.alloc_handle();
+        let cfg = self.connection_config();
+        let mut io = Io {
+            now_us,
+            transmits: &mut self.transmits,
+            events: &mut self.events,
+        };
+        let conn = Connection::accept(ConnectionHandle(h), remote, syn, seq, cfg, &mut io);
+        io.events.push_back(Event::Incoming(ConnectionHandle(h)));
+        self.by_key.insert(key, h);
+        self.conns.insert(
+            h,
+            Entry {
+                conn,
+                scheduled: None,
+                counted_half_open: false,
+                in_ack_list: false,
+            },
+        );
+        self.after(h);
+    }
+
+    fn on_reset(&mut self, now_us: u64, remote: SocketAddr, id: u16) {
+        let candidates = [id, id.wrapping_add(1), id.wrapping_sub(1)];
+        for (i, recv_id) in candidates.into_iter().enumerate() {
+            let Some(&h) = self.by_key.get(&(remote, recv_id)) else {
+                continue;
+            };
+            let conn = &self.conns[&h].conn;
+            if i == 0 || conn.send_id == id {
+                self.with_conn(h, now_us, |c, io| c.on_reset(io));
+                return;
+            }
+        }
+    }
+
+    /// Answer a packet for an unknown connection with RESET, rate-limited.
+    fn send_reset(&mut self, now_us: u64, remote: SocketAddr, h: &Header) {
+        let key = (remote, h.connection_id, h.seq_nr);
+        if let Some(last) = self.reset_records.get_mut(&key) {
+            if now_us.saturating_sub(*last) < RESET_MEMORY_US {
+                *last = now_us;
+                return;
+            }
+        }
+        if self.reset_records.len() >= MAX_RESET_RECORDS {
+            self.reset_records
+                .retain(|_, t| now_us.saturating_sub(*t) < RESET_MEMORY_US);
+            if self.reset_records.len() >= MAX_RESET_RECORDS {
+                return;
+            }
+        }
+        // Token bucket: at most RESETS_PER_SECOND, so we can't be used as an amplifier.
+        let elapsed = now_us.saturating_sub(self.reset_refill_us);
+        let refill = elapsed * RESETS_PER_SECOND / 1_000_000;
+        if refill > 0 {
+            self.reset_tokens = (self.reset_tokens + refill).min(RESETS_PER_SECOND);
+            self.reset_refill_us = now_us;
+        }
+        if self.reset_tokens == 0 {
+            return;
+        }
+        self.reset_tokens -= 1;
+        self.reset_records.insert(key, now_us);
+        let reset = Header {
+            packet_type: PacketType::Reset,
+            connection_id: h.connection_id,
+            timestamp_us: 0,
+            timestamp_diff_us: 0,
+            wnd_size: 0,
+            seq_nr: self.rng.gen(),
+            ack_nr: h.seq_nr,
+        };
+        let mut contents = Vec::with_capacity(crate::packet::HEADER_LEN);
+        reset.encode(None, &[], &mut contents);
+        self.stats.resets_sent += 1;
+        self.transmits.push_back(Transmit {
+            destination: remote,
+            contents,
+        });
+    }
+
+    /// Find the connection a datagram we sent belonged to (from an ICMP quote).
+    fn match_quoted(&self, dest: SocketAddr, quoted: &[u8]) -> Option<usize> {
+        let pkt = Packet::parse(quoted).ok()?;
+        let id = pkt.header.connection_id;
+        let dest = canonical(dest);
+        if pkt.header.packet_type == PacketType::Syn {
+            return self.by_key.get(&(dest, id)).copied();
+        }
+        [id.wrapping_add(1), id.wrapping_sub(1)]
+            .into_iter()
+            .filter_map(|r| self.by_key.get(&(dest, r)).copied())
+            .find(|h| self.conns[h].conn.send_id == id)
+    }
+
+    /// An ICMP unreachable error quoted one of our datagrams (`quoted` is its
+    /// UDP payload, `dest` where it was sent). Connecting fails as refused at
+    /// once; an established connection is reset. Returns true if it matched.
+    pub fn handle_icmp_unreachable(&mut self, now_us: u64, dest: SocketAddr, quoted: &[u8]) -> bool {
+        match self.match_quoted(dest, quoted) {
+            Some(h) => {
+                self.with_conn(h, now_us, |c, io| c.on_icmp_unreachable(io));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// ICMP "fragmentation needed" for one of our datagrams: `mtu` is the largest
+    /// UDP payload that fits the path. Returns true if it matched.
+    pub fn handle_icmp_frag_needed(&mut self, now_us: u64, dest: SocketAddr, quoted: &[u8], mtu: usize) -> bool {
+        match self.match_quoted(dest, quoted) {
+            Some(h) => {
+                self.with_conn(h, now_us, |c, _| c.on_path_mtu(mtu));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Run `f` on connection `h`, then update timers, ACK list and liveness.
+    fn with_conn<R>(&mut self, h: usize, now_us: u64, f: impl FnOnce(&mut Connection, &mut Io<'_>) -> R) -> Option<R> {
+        let entry = self.conns.get_mut(&h)?;
+        let mut io = Io {
+            now_us,
+            transmits: &mut self.transmits,
+            events: &mut self.events,
+        };
+        let r = f(&mut entry.conn, &mut io);
+        self.after(h);
+        Some(r)
+    }
+
+    /// Bookkeeping after anything touched connection `h`.
+    fn after(&mut self, h: usize) {
+        let Some(entry) = self.conns.get_mut(&h) else {
+            return;
+        };
+        let half_open = entry.conn.state() == State::SynRecv;
+        if half_open != entry.counted_half_open {
+            entry.counted_half_open = half_open;
+            if half_open {
+                self.half_open += 1;
+            } else {
+                self.half_open -= 1;
+            }
+        }
+        if entry.conn.is_dead() {
+            let entry = self.conns.remove(&h).expect("present");
+            if entry.counted_half_open {
+                self.half_open -= 1;
+            }
+            let key = (entry.conn.remote, entry.conn.recv_id);
+            if self.by_key.get(&key) == Some(&h) {
+                self.by_key.remove(&key);
+            }
+            return;
+        }
+        entry.conn.refresh_stats();
+        if entry.conn.ack_pending && !entry.in_ack_list {
+            entry.in_ack_list = true;
+            self.ack_list.push(h);
+        }
+        let deadline = entry.conn.next_deadline();
+        if deadline != entry.scheduled {
+            entry.scheduled = deadline;
+            if let Some(d) = deadline {
+                self.timers.push(Reverse((d, h)));
+            }
+        }
+    }
+
     /// Send the ACKs deferred while a batch of datagrams was processed.
-    pub fn flush_acks(&mut self, _now_us: u64) {
-        unimplemented!()
+    pub fn flush_acks(&mut self, now_us: u64) {
+        let list = std::mem::take(&mut self.ack_list);
+        for h in list {
+            if let Some(e) = self.conns.get_mut(&h) {
+                e.in_ack_list = false;
+                self.with_conn(h, now_us, |c, io| c.flush_ack(io));
+            }
+        }
     }
+
     /// Run timers due at `now_us`.
-    pub fn handle_timeout(&mut self, _now_us: u64) {
-        unimplemented!()
+    pub fn handle_timeout(&mut self, now_us: u64) {
+        while let Some(&Reverse((t, h))) = self.timers.peek() {
+            if t > now_us {
+                break;
+            }
+            self.timers.pop();
+            let Some(entry) = self.conns.get_mut(&h) else {
+                continue;
+            };
+            if entry.scheduled != Some(t) {
+                continue; // stale heap entry
+            }
+            entry.scheduled = None;
+            self.with_conn(h, now_us, |c, io| c.handle_timeout(io));
+        }
+        if self.reset_records.len() > MAX_RESET_RECORDS / 2 {
+            self.reset_records
+                .retain(|_, t| now_us.saturating_sub(*t) < RESET_MEMORY_US);
+        }
     }
+
     /// Earliest instant (µs) at which `handle_timeout` must be called.
+    /// (May be earlier than needed; calling early is harmless.)
     pub fn poll_timeout(&self) -> Option<u64> {
-        unimplemented!()
+        self.timers.peek().map(|Reverse((t, _))| *t)
     }
+
     /// Next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        unimplemented!()
+        self.transmits.pop_front()
     }
+
     /// Next event for the application.
     pub fn poll_event(&mut self) -> Option<Event> {
-        unimplemented!()
+        self.events.pop_front()
     }
+
+    fn open_conn(&mut self, h: ConnectionHandle) -> Result<usize, StreamError> {
+        match self.conns.get(&h.0) {
+            Some(e) if !e.conn.closed_reported => Ok(h.0),
+            _ => Err(StreamError::InvalidHandle),
+        }
+    }
+
     /// Queue bytes; returns how many were accepted (a short count means
     /// the buffer is full and `Writable` follows). Errors never lose queued data.
-    pub fn write(&mut self, _now_us: u64, _h: ConnectionHandle, _data: &[u8]) -> Result<usize, StreamError> {
-        unimplemented!()
+    pub fn write(&mut self, now_us: u64, h: ConnectionHandle, data: &[u8]) -> Result<usize, StreamError> {
+        let h = self.open_conn(h)?;
+        self.with_conn(h, now_us, |c, io| c.write(io, data))
+            .unwrap_or(Err(StreamError::InvalidHandle))
     }
+
     /// Read in-order bytes. `Ok(0)` means end of stream (peer's FIN reached).
-    pub fn read(&mut self, _now_us: u64, _h: ConnectionHandle, _buf: &mut [u8]) -> Result<usize, StreamError> {
-        unimplemented!()
+    pub fn read(&mut self, now_us: u64, h: ConnectionHandle, buf: &mut [u8]) -> Result<usize, StreamError> {
+        let h = self.open_conn(h)?;
+        self.with_conn(h, now_us, |c, io| c.read(io, buf))
+            .unwrap_or(Err(StreamError::InvalidHandle))
     }
+
+    /// Bytes that `read` can return right now.
+    pub fn readable_bytes(&self, h: ConnectionHandle) -> usize {
+        self.conns.get(&h.0).map_or(0, |e| e.conn.readable_bytes())
+    }
+
     /// Queue a FIN after the data already queued (half-close).
-    pub fn shutdown_write(&mut self, _now_us: u64, _h: ConnectionHandle) -> Result<(), StreamError> {
-        unimplemented!()
+    pub fn shutdown_write(&mut self, now_us: u64, h: ConnectionHandle) -> Result<(), StreamError> {
+        let h = self.open_conn(h)?;
+        self.with_conn(h, now_us, |c, io| c.shutdown_write(io))
+            .unwrap_or(Err(StreamError::InvalidHandle))
     }
+
     /// Give up the handle: queued data is still delivered, then the FIN; `Closed` follows.
-    pub fn close(&mut self, _now_us: u64, _h: ConnectionHandle) {
-        unimplemented!()
+    pub fn close(&mut self, now_us: u64, h: ConnectionHandle) {
+        if let Ok(h) = self.open_conn(h) {
+            self.with_conn(h, now_us, |c, io| c.close(io));
+        }
     }
+
     /// Live statistics of a connection.
-    pub fn stats(&self, _h: ConnectionHandle) -> Option<&ConnectionStats> {
-        unimplemented!()
+    pub fn stats(&self, h: ConnectionHandle) -> Option<&ConnectionStats> {
+        self.conns.get(&h.0).map(|e| e.conn.stats())
     }
+
+    /// The connection behind a handle (state, addresses).
+    pub fn connection(&self, h: ConnectionHandle) -> Option<&Connection> {
+        self.conns.get(&h.0).map(|e| &e.conn)
+    }
+
     /// Remote address of a connection.
-    pub fn peer_addr(&self, _h: ConnectionHandle) -> Option<SocketAddr> {
-        unimplemented!()
+    pub fn peer_addr(&self, h: ConnectionHandle) -> Option<SocketAddr> {
+        self.conns.get(&h.0).map(|e| e.conn.remote())
     }
-    /// Number of live connections.
+
+    /// Number of live connections (including those finishing their close).
     pub fn connection_count(&self) -> usize {
-        unimplemented!()
+        self.conns.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two endpoints wired back to back with a fixed one-way delay and no loss.
+    struct Pair {
+        a: Endpoint,
+        b: Endpoint,
+        now: u64,
+        delay: u64,
+        in_flight: Vec<(u64, bool, Vec<u8>)>, // (arrival, to_b, bytes)
+        events_a: Vec<Event>,
+        events_b: Vec<Event>,
+    }
+
+    const A: &str = "10.0.0.1:1000";
+    const B: &str = "10.0.0.2:2000";
+
+    impl Pair {
+        fn new() -> Self {
+            Pair {
+                a: Endpoint::new(EndpointConfig::default(), 1),
+                b: Endpoint::new(EndpointConfig::default(), 2),
+                now: 1_000_000,
+                delay: 10_000,
+                in_flight: Vec::new(),
+                events_a: Vec::new(),
+                events_b: Vec::new(),
+            }
+        }
+
+        fn drain(&mut self) {
+            while let Some(t) = self.a.poll_transmit() {
+                assert_eq!(t.destination, B.parse().unwrap());
+                self.in_flight.push((self.now + self.delay, true, t.contents));
+            }
+            while let Some(t) = self.b.poll_transmit() {
+                self.in_flight.push((self.now + self.delay, false, t.contents));
+            }
+            while let Some(e) = self.a.poll_event() {
+                self.events_a.push(e);
+            }
+            while let Some(e) = self.b.poll_event() {
+                self.events_b.push(e);
+            }
+        }
+
+        /// Advance to the next arrival or timer.
+        fn step(&mut self) -> bool {
+            self.drain();
+            let next_arrival = self.in_flight.iter().map(|p| p.0).min();
+            let next_timer = [self.a.poll_timeout(), self.b.poll_timeout()].into_iter().flatten().min();
+            let Some(t) = [next_arrival, next_timer].into_iter().flatten().min() else {
+                return false;
+            };
+            self.now = self.now.max(t);
+            let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.in_flight)
+                .into_iter()
+                .partition(|p| p.0 <= self.now);
+            self.in_flight = rest;
+            for (_, to_b, bytes) in due {
+                if to_b {
+                    self.b.handle_datagram(self.now, A.parse().unwrap(), &bytes);
+                } else {
+                    self.a.handle_datagram(self.now, B.parse().unwrap(), &bytes);
+                }
+            }
+            self.a.flush_acks(self.now);
+            self.b.flush_acks(self.now);
+            self.a.handle_timeout(self.now);
+            self.b.handle_timeout(self.now);
+            self.drain();
+            true
+        }
+    }
+
+    #[test]
+    fn handshake_transfer_and_close() {
+        let mut p = Pair::new();
+        let ha = p.a.connect(p.now, B.parse().unwrap());
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut written = 0;
+        let mut received = Vec::new();
+        let mut hb = None;
+        let mut shut = false;
+        for _ in 0..200_000 {
+            if !p.step() {
+                break;
+            }
+            if let Some(Event::Incoming(h)) = p.events_b.first().copied() {
+                hb = Some(h);
+            }
+            if p.events_a.contains(&Event::Connected(ha)) && written < data.len() {
+                if let Ok(n) = p.a.write(p.now, ha, &data[written..]) {
+                    written += n;
+                }
+            }
+            if written == data.len() && !shut {
+                p.a.shutdown_write(p.now, ha).unwrap();
+                shut = true;
+            }
+            if let Some(hb) = hb {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = p.b.read(p.now, hb, &mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    received.extend_from_slice(&buf[..n]);
+                }
+            }
+            if p.events_b.iter().any(|e| matches!(e, Event::Eof(_))) {
+                break;
+            }
+        }
+        assert_eq!(received.len(), data.len());
+        assert!(received == data);
+        let hb = hb.unwrap();
+        p.b.close(p.now, hb);
+        p.a.close(p.now, ha);
+        for _ in 0..1000 {
+            if !p.step() {
+                break;
+            }
+        }
+        assert!(p.events_a.contains(&Event::Closed(ha)), "{:?}", p.events_a);
+        assert!(p.events_b.contains(&Event::Closed(hb)), "{:?}", p.events_b);
+        assert_eq!(p.a.connection_count(), 0);
+        assert_eq!(p.b.connection_count(), 0);
+    }
+
+    #[test]
+    fn unknown_connection_gets_reset_and_non_utp_is_passed_on() {
+        let mut e = Endpoint::new(EndpointConfig::default(), 3);
+        let from: SocketAddr = A.parse().unwrap();
+        assert_eq!(e.handle_datagram(0, from, b"d1:ad2:id20:abcdefghij0123456789e1:q4:pinge"), DatagramKind::NotUtp);
+        let mut data = Vec::new();
+        Header {
+            packet_type: PacketType::Data,
+            connection_id: 77,
+            timestamp_us: 1,
+            timestamp_diff_us: 0,
+            wnd_size: 1000,
+            seq_nr: 5,
+            ack_nr: 9,
+        }
+        .encode(None, b"hi", &mut data);
+        assert_eq!(e.handle_datagram(0, from, &data), DatagramKind::Utp);
+        let t = e.poll_transmit().expect("reset");
+        let r = Packet::parse(&t.contents).unwrap();
+        assert_eq!(r.header.packet_type, PacketType::Reset);
+        assert_eq!(r.header.connection_id, 77);
+        assert_eq!(r.header.ack_nr, 5);
+        // The same packet again within 10 s: no second RESET.
+        e.handle_datagram(1, from, &data);
+        assert!(e.poll_transmit().is_none());
     }
 }

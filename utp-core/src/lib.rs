@@ -11,6 +11,7 @@ pub mod delay;
 pub mod endpoint;
 pub mod packet;
 pub mod rtt;
+pub mod runtime;
 pub mod seq;
 pub mod sim;
 pub mod stats;

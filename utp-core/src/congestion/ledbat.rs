@@ -1,0 +1,533 @@
+//! LEDBAT (BEP 29 / RFC 6817), as libutp runs it, with a few deliberate
+//! departures documented on the constants below.
+//!
+//! Per ACK acknowledging `acked` new bytes, with `delay` the filtered queuing
+//! delay (capped by the smallest RTT the ACK measured, like libutp's
+//! `min(our_current, min_rtt)`):
+//!
+//! * **Slow start** (initially on, `ssthresh = max_window`): while
+//!   `delay < 0.9·target` (or unknown), `cwnd += min(acked, cwnd)`: the
+//!   window doubles per RTT. Once `delay ≥ 0.9·target`, slow start ends with
+//!   `ssthresh = cwnd`; it also ends when `cwnd` reaches `ssthresh`.
+//! * **Congestion avoidance**:
+//!   `off_target = clamp((target − delay)/target, −1, 1)`,
+//!   `gain = GAIN · off_target · mss · min(acked, cwnd) / cwnd`,
+//!   i.e. at most one `mss` per RTT of growth at zero delay, and one `mss`
+//!   per RTT of shrinking at twice the target or more. A decrease is also
+//!   bounded to `acked/2` per ACK, so the window at most halves per RTT
+//!   (RFC 6817 §2.4.2). With an unknown delay, `off_target = 1`.
+//! * Growth of either kind happens only when `window_limited`; decreases
+//!   always apply.
+//! * **Loss** (`on_loss`): `cwnd = max(cwnd/2, min)`, `ssthresh = cwnd`,
+//!   leave slow start; at most once per smoothed RTT (100 ms if unknown).
+//! * **Timeout**: `ssthresh = max(cwnd/2, 2·mss)`, `cwnd = mss`, re-enter
+//!   slow start.
+//! * The window always stays within `[mss, max_window]`.
+
+use super::{within_loss_interval, AckSample, CongestionConfig, CongestionControl};
+
+/// RFC 6817's GAIN: window growth per RTT at zero queuing delay, in MSS.
+///
+/// libutp grows by a fixed `MAX_CWND_INCREASE_PER_RTT` = 3000 bytes per RTT
+/// (about two packets). We scale by the MSS instead so the ramp follows the
+/// packet size; one MSS per RTT matches TCP's additive increase, and the
+/// slow-start phase (which libutp also has) does the fast ramp-up to link
+/// speed. At 10–20 Mbit/s and 50 ms RTT the bandwidth-delay product is
+/// 45–90 packets, which slow start reaches in 5–6 RTTs.
+pub const GAIN: f64 = 1.0;
+
+/// Slow start ends once the queuing delay reaches this fraction of the target
+/// (libutp's value).
+pub const SLOW_START_EXIT_FRACTION: f64 = 0.9;
+
+/// The minimum window, in MSS.
+///
+/// libutp lets the window shrink to 10 bytes, which with Nagle-sized packets
+/// stalls the connection until a timeout. One full packet is the smallest
+/// window that always lets the oldest packet go out, and it is also the
+/// window after a timeout, so loss and delay never push below what a
+/// timeout gives.
+pub const MIN_WINDOW_MSS: usize = 1;
+
+/// The initial window, in MSS.
+pub const INITIAL_WINDOW_MSS: usize = 2;
+
+/// The floor of `ssthresh` after a timeout, in MSS (as TCP, RFC 5681).
+pub const MIN_SSTHRESH_MSS: usize = 2;
+
+/// LEDBAT congestion controller.
+#[derive(Clone, Debug)]
+pub struct Ledbat {
+    mss: usize,
+    max_window: usize,
+    target_us: u32,
+    /// Congestion window, bytes; fractional so small gains accumulate.
+    cwnd: f64,
+    ssthresh: usize,
+    slow_start: bool,
+    /// When the window was last cut for a loss or timeout.
+    last_cut_us: Option<u64>,
+}
+
+impl Ledbat {
+    pub fn new(cfg: CongestionConfig) -> Self {
+        let mss = cfg.effective_mss();
+        let max_window = cfg.effective_max_window();
+        let mut l = Ledbat {
+            mss,
+            max_window,
+            target_us: cfg.effective_target_us(),
+            cwnd: (INITIAL_WINDOW_MSS * mss) as f64,
+            ssthresh: max_window,
+            slow_start: true,
+            last_cut_us: None,
+        };
+        l.clamp();
+        l
+    }
+
+    /// The smallest window this controller will use (bytes).
+    pub fn min_window(&self) -> usize {
+        MIN_WINDOW_MSS * self.mss
+    }
+
+    /// The target queuing delay in use (µs).
+    pub fn target_delay_us(&self) -> u32 {
+        self.target_us
+    }
+
+    fn clamp(&mut self) {
+        let lo = self.min_window() as f64;
+        let hi = self.max_window as f64;
+        self.cwnd = self.cwnd.clamp(lo, hi);
+        self.ssthresh = self.ssthresh.min(self.max_window);
+    }
+}
+
+impl CongestionControl for Ledbat {
+    fn on_ack(&mut self, s: &AckSample) {
+        if s.bytes_acked == 0 {
+            return;
+        }
+        let target = self.target_us as f64;
+        let delay = s.queuing_delay_us.map(|d| {
+            let d = d as u64;
+            s.min_rtt_us.map_or(d, |rtt| d.min(rtt)) as f64
+        });
+        // One ACK never counts for more than a whole window.
+        let acked = (s.bytes_acked as f64).min(self.cwnd);
+
+        if self.slow_start && delay.is_some_and(|d| d >= SLOW_START_EXIT_FRACTION * target) {
+            self.slow_start = false;
+            self.ssthresh = self.window();
+        }
+
+        if self.slow_start {
+            if s.window_limited {
+                self.cwnd += acked;
+                if self.cwnd >= self.ssthresh as f64 {
+                    self.cwnd = self.ssthresh as f64;
+                    self.slow_start = false;
+                }
+            }
+        } else {
+            let off_target = delay.map_or(1.0, |d| ((target - d) / target).clamp(-1.0, 1.0));
+            let mut gain = GAIN * off_target * self.mss as f64 * acked / self.cwnd;
+            if gain > 0.0 && !s.window_limited {
+                gain = 0.0;
+            }
+            // At most halving per RTT: an ACK for `acked` bytes removes at most half of them.
+            gain = gain.max(-acked / 2.0);
+            self.cwnd += gain;
+        }
+        self.clamp();
+    }
+
+    fn on_loss(&mut self, now_us: u64, srtt_us: Option<u64>) {
+        if within_loss_interval(self.last_cut_us, now_us, srtt_us) {
+            return;
+        }
+        self.last_cut_us = Some(now_us);
+        self.cwnd /= 2.0;
+        self.slow_start = false;
+        self.clamp();
+        self.ssthresh = self.window();
+    }
+
+    fn on_timeout(&mut self, now_us: u64) {
+        self.last_cut_us = Some(now_us);
+        self.ssthresh = (self.window() / 2).max(MIN_SSTHRESH_MSS * self.mss);
+        self.cwnd = self.min_window() as f64;
+        self.slow_start = true;
+        self.clamp();
+    }
+
+    fn window(&self) -> usize {
+        self.cwnd as usize
+    }
+
+    fn in_slow_start(&self) -> bool {
+        self.slow_start
+    }
+
+    fn name(&self) -> &'static str {
+        "ledbat"
+    }
+
+    fn ssthresh(&self) -> usize {
+        self.ssthresh
+    }
+
+    fn set_max_window(&mut self, max_window: usize) {
+        let old = self.max_window;
+        self.max_window = max_window.max(self.min_window());
+        if self.ssthresh >= old {
+            // Still the initial "no threshold" value: follow the buffer.
+            self.ssthresh = self.max_window;
+        }
+        self.clamp();
+    }
+
+    fn set_target_delay_us(&mut self, target_delay_us: u32) {
+        self.target_us = CongestionConfig {
+            target_delay_us,
+            ..CongestionConfig::default()
+        }
+        .effective_target_us();
+    }
+
+    fn set_mss(&mut self, mss: usize) {
+        self.mss = mss.max(1);
+        self.max_window = self.max_window.max(self.min_window());
+        self.clamp();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSS: usize = 1400;
+    const MS: u64 = 1000;
+    const RTT: u64 = 50 * MS;
+
+    fn cfg() -> CongestionConfig {
+        CongestionConfig {
+            mss: MSS,
+            max_window: 1 << 20,
+            target_delay_us: 100_000,
+        }
+    }
+
+    fn ack(bytes: usize, delay_us: Option<u32>, window_limited: bool, now_us: u64) -> AckSample {
+        AckSample {
+            now_us,
+            bytes_acked: bytes,
+            bytes_in_flight: bytes,
+            queuing_delay_us: delay_us,
+            min_rtt_us: Some(RTT + delay_us.unwrap_or(0) as u64),
+            srtt_us: Some(RTT),
+            window_limited,
+        }
+    }
+
+    /// Acknowledge one full window, one MSS per ACK.
+    fn ack_one_window(c: &mut Ledbat, delay_us: Option<u32>, window_limited: bool, now: u64) {
+        let packets = c.window().div_ceil(MSS);
+        for _ in 0..packets {
+            c.on_ack(&ack(MSS, delay_us, window_limited, now));
+        }
+    }
+
+    /// A controller out of slow start with window `w`.
+    fn in_avoidance(w: usize) -> Ledbat {
+        let mut c = Ledbat::new(cfg());
+        c.cwnd = w as f64;
+        c.slow_start = false;
+        c.ssthresh = w;
+        c
+    }
+
+    #[test]
+    fn ledbat_initial_state() {
+        let c = Ledbat::new(cfg());
+        assert_eq!(c.window(), 2 * MSS);
+        assert!(c.in_slow_start());
+        assert_eq!(c.ssthresh(), 1 << 20);
+        assert_eq!(c.name(), "ledbat");
+        assert_eq!(c.min_window(), MSS);
+    }
+
+    #[test]
+    fn ledbat_zero_target_means_100ms() {
+        let c = Ledbat::new(CongestionConfig {
+            target_delay_us: 0,
+            ..cfg()
+        });
+        assert_eq!(c.target_delay_us(), 100_000);
+    }
+
+    #[test]
+    fn ledbat_slow_start_doubles_per_rtt_at_low_delay() {
+        let mut c = Ledbat::new(cfg());
+        let mut now = 0;
+        for _ in 0..4 {
+            let before = c.window();
+            ack_one_window(&mut c, Some(5_000), true, now);
+            assert_eq!(c.window(), 2 * before);
+            assert!(c.in_slow_start());
+            now += RTT;
+        }
+        assert_eq!(c.window(), 32 * MSS);
+    }
+
+    #[test]
+    fn ledbat_slow_start_with_unknown_delay() {
+        let mut c = Ledbat::new(cfg());
+        ack_one_window(&mut c, None, true, 0);
+        assert_eq!(c.window(), 4 * MSS);
+        assert!(c.in_slow_start());
+    }
+
+    #[test]
+    fn ledbat_leaves_slow_start_near_target() {
+        let mut c = Ledbat::new(cfg());
+        for i in 0..3 {
+            ack_one_window(&mut c, Some(10_000), true, i * RTT);
+        }
+        assert!(c.in_slow_start());
+        let w = c.window();
+        c.on_ack(&ack(MSS, Some(90_000), true, 3 * RTT));
+        assert!(!c.in_slow_start());
+        assert_eq!(c.ssthresh(), w);
+        // Now growth is LEDBAT's: small, not a whole MSS per ACK.
+        assert!(c.window() < w + MSS / 4, "{} vs {}", c.window(), w);
+        // 89 ms would not have ended it.
+        let mut c = Ledbat::new(cfg());
+        c.on_ack(&ack(MSS, Some(89_000), true, 0));
+        assert!(c.in_slow_start());
+    }
+
+    #[test]
+    fn ledbat_slow_start_ends_at_ssthresh() {
+        let mut c = Ledbat::new(CongestionConfig {
+            max_window: 10 * MSS,
+            ..cfg()
+        });
+        for i in 0..5 {
+            ack_one_window(&mut c, Some(0), true, i * RTT);
+        }
+        assert_eq!(c.window(), 10 * MSS);
+        assert!(!c.in_slow_start());
+    }
+
+    #[test]
+    fn ledbat_grows_below_target_when_window_limited() {
+        let mut c = in_avoidance(20 * MSS);
+        ack_one_window(&mut c, Some(0), true, 0);
+        // One MSS per RTT at zero delay (GAIN = 1), within rounding.
+        let w = c.window();
+        assert!((20 * MSS + MSS * 9 / 10 + 1..=21 * MSS).contains(&w), "{w}");
+        // Half the target: about half an MSS.
+        let mut c = in_avoidance(20 * MSS);
+        ack_one_window(&mut c, Some(50_000), true, 0);
+        let w = c.window();
+        assert!(
+            (20 * MSS + MSS * 4 / 10 + 1..=20 * MSS + MSS / 2).contains(&w),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn ledbat_does_not_grow_when_not_window_limited() {
+        let mut c = in_avoidance(20 * MSS);
+        for i in 0..10 {
+            ack_one_window(&mut c, Some(0), false, i * RTT);
+        }
+        assert_eq!(c.window(), 20 * MSS);
+        // Nor in slow start.
+        let mut c = Ledbat::new(cfg());
+        for i in 0..10 {
+            ack_one_window(&mut c, Some(0), false, i * RTT);
+        }
+        assert_eq!(c.window(), 2 * MSS);
+        assert!(c.in_slow_start());
+    }
+
+    #[test]
+    fn ledbat_shrinks_above_target_even_when_not_window_limited() {
+        for limited in [true, false] {
+            let mut c = in_avoidance(20 * MSS);
+            ack_one_window(&mut c, Some(150_000), limited, 0);
+            // off_target = -0.5 → about half an MSS less.
+            let w = c.window();
+            assert!(
+                (20 * MSS - MSS * 6 / 10..20 * MSS - MSS * 4 / 10).contains(&w),
+                "{w}"
+            );
+        }
+    }
+
+    #[test]
+    fn ledbat_decrease_is_bounded() {
+        // Far above target: off_target clamps at -1, one MSS per RTT.
+        let mut c = in_avoidance(20 * MSS);
+        ack_one_window(&mut c, Some(5_000_000), true, 0);
+        let w = c.window();
+        assert!(
+            (20 * MSS - MSS * 11 / 10..20 * MSS - MSS * 9 / 10).contains(&w),
+            "{w}"
+        );
+        // A single huge ACK on a small window halves at most.
+        let mut c = in_avoidance(4 * MSS);
+        c.on_ack(&ack(4 * MSS, Some(5_000_000), true, 0));
+        assert!(c.window() >= 2 * MSS, "{}", c.window());
+    }
+
+    #[test]
+    fn ledbat_equilibrium_at_target() {
+        let mut c = in_avoidance(20 * MSS);
+        for i in 0..10 {
+            ack_one_window(&mut c, Some(100_000), true, i * RTT);
+        }
+        assert_eq!(c.window(), 20 * MSS);
+    }
+
+    #[test]
+    fn ledbat_delay_capped_by_min_rtt() {
+        // A 500 ms "queuing delay" with a 30 ms RTT is clock skew: treat as 30 ms.
+        let mut c = in_avoidance(20 * MSS);
+        let mut s = ack(MSS, Some(500_000), true, 0);
+        s.min_rtt_us = Some(30 * MS);
+        for _ in 0..20 {
+            c.on_ack(&s);
+        }
+        assert!(c.window() > 20 * MSS);
+    }
+
+    #[test]
+    fn ledbat_halves_at_most_once_per_rtt_on_repeated_losses() {
+        let mut c = in_avoidance(40 * MSS);
+        let t0 = 10_000_000;
+        c.on_loss(t0, Some(RTT));
+        assert_eq!(c.window(), 20 * MSS);
+        assert!(!c.in_slow_start());
+        assert_eq!(c.ssthresh(), 20 * MSS);
+        // More losses of the same window: ignored.
+        c.on_loss(t0 + MS, Some(RTT));
+        c.on_loss(t0 + RTT - 1, Some(RTT));
+        assert_eq!(c.window(), 20 * MSS);
+        // One RTT later, a new loss cuts again.
+        c.on_loss(t0 + RTT, Some(RTT));
+        assert_eq!(c.window(), 10 * MSS);
+    }
+
+    #[test]
+    fn ledbat_loss_interval_defaults_to_100ms() {
+        let mut c = in_avoidance(40 * MSS);
+        c.on_loss(0, None);
+        c.on_loss(99 * MS, None);
+        assert_eq!(c.window(), 20 * MSS);
+        c.on_loss(100 * MS, None);
+        assert_eq!(c.window(), 10 * MSS);
+    }
+
+    #[test]
+    fn ledbat_loss_leaves_slow_start_and_floors_at_one_packet() {
+        let mut c = Ledbat::new(cfg());
+        assert!(c.in_slow_start());
+        c.on_loss(0, Some(RTT));
+        assert!(!c.in_slow_start());
+        assert_eq!(c.window(), MSS);
+        c.on_loss(RTT, Some(RTT));
+        assert_eq!(c.window(), MSS);
+    }
+
+    #[test]
+    fn ledbat_one_packet_after_timeout() {
+        let mut c = in_avoidance(40 * MSS);
+        c.on_timeout(1_000_000);
+        assert_eq!(c.window(), MSS);
+        assert!(c.in_slow_start());
+        assert_eq!(c.ssthresh(), 20 * MSS);
+        // A loss right after the timeout does not cut further.
+        c.on_loss(1_000_000 + MS, Some(RTT));
+        assert!(c.in_slow_start());
+        assert_eq!(c.window(), MSS);
+        // Slow start back up to ssthresh, then avoidance.
+        let mut now = 1_000_000 + RTT;
+        let mut acks = 0;
+        while c.in_slow_start() {
+            c.on_ack(&ack(MSS, Some(0), true, now));
+            now += MS;
+            acks += 1;
+        }
+        assert_eq!(c.window(), 20 * MSS);
+        assert_eq!(acks, 19);
+        // Repeated timeouts keep ssthresh at 2 MSS or more.
+        for _ in 0..5 {
+            c.on_timeout(now);
+            now += 1_000_000;
+        }
+        assert_eq!(c.window(), MSS);
+        assert_eq!(c.ssthresh(), 2 * MSS);
+    }
+
+    #[test]
+    fn ledbat_respects_max_window() {
+        let max = 30 * MSS + 123;
+        let mut c = Ledbat::new(CongestionConfig {
+            max_window: max,
+            ..cfg()
+        });
+        for i in 0..200 {
+            ack_one_window(&mut c, Some(0), true, i * RTT);
+            assert!(c.window() <= max);
+        }
+        assert_eq!(c.window(), max);
+        // Shrinking the buffer clamps at once.
+        c.set_max_window(10 * MSS);
+        assert_eq!(c.window(), 10 * MSS);
+        // A max below one packet still leaves one packet.
+        let c = Ledbat::new(CongestionConfig {
+            max_window: 100,
+            ..cfg()
+        });
+        assert_eq!(c.window(), MSS);
+    }
+
+    #[test]
+    fn ledbat_zero_byte_ack_changes_nothing() {
+        let mut c = Ledbat::new(cfg());
+        c.on_ack(&ack(0, Some(500_000), true, 0));
+        assert_eq!(c.window(), 2 * MSS);
+        assert!(c.in_slow_start());
+    }
+
+    #[test]
+    fn ledbat_target_and_mss_setters() {
+        let mut c = in_avoidance(20 * MSS);
+        c.set_target_delay_us(200_000);
+        assert_eq!(c.target_delay_us(), 200_000);
+        // 150 ms is now below target: growth.
+        ack_one_window(&mut c, Some(150_000), true, 0);
+        assert!(c.window() > 20 * MSS);
+        c.set_target_delay_us(0);
+        assert_eq!(c.target_delay_us(), 100_000);
+        c.set_mss(1000);
+        assert_eq!(c.min_window(), 1000);
+    }
+
+    #[test]
+    fn ledbat_reaches_link_rate_quickly() {
+        // 20 Mbit/s, 50 ms RTT: BDP ≈ 125 kB ≈ 90 packets. Slow start at low
+        // delay gets there within 6 RTTs.
+        let mut c = Ledbat::new(cfg());
+        let mut rtts = 0;
+        while c.window() < 125_000 {
+            ack_one_window(&mut c, Some(2_000), true, rtts * RTT);
+            rtts += 1;
+        }
+        assert!(rtts <= 6, "{rtts} RTTs");
+    }
+}

@@ -1,1 +1,0 @@
-//! Connection state machine (being written).

@@ -1,0 +1,711 @@
+//! The I/O thread: one UDP socket, one engine, one loop.
+//!
+//! ```text
+//! loop {
+//!     ppoll(udp fd [POLLIN, POLLOUT while datagrams wait], eventfd, until the next timer)
+//!     error queue → ICMP port unreachable fails connections still connecting
+//!     up to a few recvmmsg batches: handle_datagram each, flush_acks once per batch
+//!     handle_timeout when due
+//!     commands from user threads (connect, kick, stats, shutdown)
+//!     events → shared state; sends and receives between handles and engine
+//!     poll_transmit → sendmmsg (kept queued on EAGAIN until POLLOUT)
+//!     wake waiters and run callbacks, no lock held
+//! }
+//! ```
+//!
+//! Time is microseconds since the context started (monotonic `Instant`).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, TryRecvError};
+use parking_lot::Mutex;
+
+use crate::endpoint::{ConnectionError, ConnectionHandle, Endpoint, Event, StreamError, Transmit};
+
+use super::handle::{AcceptState, Command, ConnShared, ContextHandle, ContextShared, Phase, RuntimeConfig};
+use super::udp::{IcmpError, IcmpKind, RecvBatch, SendBatch, UdpSocket, BATCH};
+use super::waker::Waker;
+
+/// Receive batches handled per loop iteration before looking at commands and timers.
+const RECV_ROUNDS: usize = 8;
+/// Datagrams we hold (taken from the engine, not yet accepted by the kernel).
+const MAX_QUEUED_TRANSMITS: usize = 4 * BATCH;
+/// Scratch buffer for moving received bytes from the engine to a handle.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Starts a context: binds the socket, spawns the I/O thread.
+pub(crate) fn start(addr: SocketAddr, config: RuntimeConfig) -> io::Result<Arc<ContextHandle>> {
+    let socket = UdpSocket::bind(addr, &config.socket)?;
+    let waker = Waker::new()?;
+    let seed = config.seed.unwrap_or_else(random_seed);
+    let mut endpoint_config = config.endpoint.clone();
+    if config.backlog == 0 {
+        endpoint_config.accept_incoming = false;
+    }
+    let shared = Arc::new(ContextShared {
+        waker,
+        local_addr: socket.local_addr(),
+        accept: Mutex::new(AcceptState {
+            queue: VecDeque::new(),
+            backlog: config.backlog,
+        }),
+        config,
+        accept_cond: Default::default(),
+        listener_callback: Mutex::new(None),
+        dead: Default::default(),
+        exited: Mutex::new(false),
+        exited_cond: Default::default(),
+    });
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let recv_size = (endpoint_config.max_packet_size + 64).max(2048);
+    let thread_shared = shared.clone();
+    let name = format!("utp-io-{}", shared.local_addr);
+    std::thread::Builder::new().name(name).spawn(move || {
+        let endpoint = Endpoint::new(endpoint_config, seed);
+        let mut driver = Driver {
+            start: Instant::now(),
+            endpoint,
+            socket,
+            shared: thread_shared.clone(),
+            rx,
+            recv_batch: RecvBatch::new(recv_size),
+            send_batch: SendBatch::new(),
+            transmits: VecDeque::new(),
+            conns: HashMap::new(),
+            closing: HashSet::new(),
+            write_retry: HashSet::new(),
+            to_wake: Vec::new(),
+            wake_listener: false,
+            scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
+            shutting_down: false,
+            exit_deadline: None,
+            stats: DriverStats::default(),
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| driver.run()));
+        driver.mark_dead();
+        drop(driver);
+        finish(&thread_shared);
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+    })?;
+    Ok(Arc::new(ContextHandle { shared, tx }))
+}
+
+/// Marks the context dead and wakes everyone who might wait on it.
+fn finish(shared: &ContextShared) {
+    shared.dead.store(true, Ordering::SeqCst);
+    let queued: Vec<_> = shared.accept.lock().queue.drain(..).collect();
+    for conn in queued {
+        conn.state.lock().dead = true;
+        conn.notify();
+    }
+    shared.notify_listener();
+    *shared.exited.lock() = true;
+    shared.exited_cond.notify_all();
+}
+
+fn random_seed() -> u64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// Counters of the driver itself (for debugging).
+#[derive(Debug, Default)]
+struct DriverStats {
+    datagrams_received: u64,
+    datagrams_sent: u64,
+    datagrams_dropped: u64,
+    send_blocked: u64,
+    icmp_errors: u64,
+}
+
+/// The I/O thread's view of one connection.
+struct IoConn {
+    shared: Arc<ConnShared>,
+    /// `Endpoint::shutdown_write` was called.
+    fin_sent: bool,
+    /// `Endpoint::close` was called: the engine owns the rest.
+    engine_closed: bool,
+    /// Close requested while data was still queued in the handle: give up
+    /// waiting for it to drain at this instant.
+    close_deadline: Option<u64>,
+    /// The engine emitted `Eof`.
+    eof_event: bool,
+    /// Already queued in `to_wake`.
+    wake_queued: bool,
+}
+
+struct Driver {
+    start: Instant,
+    endpoint: Endpoint,
+    socket: UdpSocket,
+    shared: Arc<ContextShared>,
+    rx: Receiver<Command>,
+    recv_batch: RecvBatch,
+    send_batch: SendBatch,
+    transmits: VecDeque<Transmit>,
+    conns: HashMap<ConnectionHandle, IoConn>,
+    /// Connections closed by the user with data still in their handle.
+    closing: HashSet<ConnectionHandle>,
+    /// Connections whose engine write said `NotConnected` (accepted, waiting
+    /// for the peer's first data): retried after every round of events.
+    write_retry: HashSet<ConnectionHandle>,
+    to_wake: Vec<Arc<ConnShared>>,
+    wake_listener: bool,
+    scratch: Box<[u8]>,
+    shutting_down: bool,
+    exit_deadline: Option<u64>,
+    stats: DriverStats,
+}
+
+impl Driver {
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    fn run(&mut self) {
+        loop {
+            // 1. Sleep until a datagram, a command, or the next timer.
+            let now = self.now();
+            let mut deadline = self.endpoint.poll_timeout();
+            for h in &self.closing {
+                if let Some(d) = self.conns.get(h).and_then(|c| c.close_deadline) {
+                    deadline = Some(deadline.map_or(d, |x| x.min(d)));
+                }
+            }
+            if let Some(d) = self.exit_deadline {
+                deadline = Some(deadline.map_or(d, |x| x.min(d)));
+            }
+            let wait_us = deadline.map(|d| d.saturating_sub(now));
+            let mut udp_events = libc::POLLIN;
+            if !self.transmits.is_empty() {
+                udp_events |= libc::POLLOUT;
+            }
+            let (udp_revents, wake_revents) = self.poll(udp_events, wait_us);
+
+            // 2. ICMP errors.
+            if udp_revents & libc::POLLERR != 0 {
+                self.read_errors();
+            }
+
+            // 3. Datagrams, one ACK flush per batch.
+            if udp_revents & libc::POLLIN != 0 {
+                for _ in 0..RECV_ROUNDS {
+                    let n = match self.socket.recv_batch(&mut self.recv_batch) {
+                        Ok(n) => n,
+                        Err(_) => 0,
+                    };
+                    if n == 0 {
+                        break;
+                    }
+                    let now = self.now();
+                    for i in 0..n {
+                        if let Some((from, data)) = self.recv_batch.get(i) {
+                            self.stats.datagrams_received += 1;
+                            let _ = self.endpoint.handle_datagram(now, from, data);
+                        }
+                    }
+                    self.endpoint.flush_acks(now);
+                    self.settle();
+                    if n < BATCH {
+                        break;
+                    }
+                }
+            }
+
+            // 4. Timers.
+            let now = self.now();
+            if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+                self.endpoint.handle_timeout(now);
+            }
+            self.expire_closing(now);
+
+            // 5. Commands.
+            if wake_revents & libc::POLLIN != 0 {
+                self.shared.waker.reset();
+            }
+            self.drain_commands();
+
+            // 6. Events, transmits, wake-ups.
+            self.settle();
+
+            if self.shutting_down {
+                let now = self.now();
+                let done = self.conns.is_empty() && self.endpoint.connection_count() == 0 && self.transmits.is_empty();
+                if done || self.exit_deadline.is_some_and(|d| now >= d) {
+                    // Push out whatever the engine still has (FINs, RESETs).
+                    self.flush_transmits();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn poll(&mut self, udp_events: libc::c_short, wait_us: Option<u64>) -> (libc::c_short, libc::c_short) {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.socket.as_raw_fd(),
+                events: udp_events,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.shared.waker.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let ts = wait_us.map(|us| libc::timespec {
+            tv_sec: (us / 1_000_000).min(i32::MAX as u64) as libc::time_t,
+            tv_nsec: ((us % 1_000_000) * 1000) as libc::c_long,
+        });
+        let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        // SAFETY: two valid pollfds and an optional valid timespec.
+        let r = unsafe { libc::ppoll(fds.as_mut_ptr(), 2, tsp, std::ptr::null()) };
+        if r < 0 {
+            return (0, 0);
+        }
+        (fds[0].revents, fds[1].revents)
+    }
+
+    fn read_errors(&mut self) {
+        for _ in 0..1024 {
+            match self.socket.read_error() {
+                Ok(Some(e)) => {
+                    self.stats.icmp_errors += 1;
+                    self.handle_icmp(e);
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// The engine has no ICMP input yet; what the runtime can do on its own:
+    /// a port-unreachable for a peer we are still connecting to fails those
+    /// connections as refused at once (instead of after the SYN timeout).
+    fn handle_icmp(&mut self, e: IcmpError) {
+        if e.kind != IcmpKind::PortUnreachable {
+            return;
+        }
+        let now = self.now();
+        let victims: Vec<ConnectionHandle> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.engine_closed && c.shared.peer == e.destination && c.shared.state.lock().phase == Phase::Connecting)
+            .map(|(h, _)| *h)
+            .collect();
+        for h in victims {
+            if let Some(c) = self.conns.remove(&h) {
+                {
+                    let mut st = c.shared.state.lock();
+                    st.error = Some(ConnectionError::Refused);
+                }
+                self.endpoint.close(now, h);
+                self.closing.remove(&h);
+                self.write_retry.remove(&h);
+                self.to_wake.push(c.shared);
+            }
+        }
+    }
+
+    fn drain_commands(&mut self) {
+        loop {
+            match self.rx.try_recv() {
+                Ok(cmd) => self.command(cmd),
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Disconnected) => {
+                    self.begin_shutdown();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        let now = self.now();
+        match cmd {
+            Command::Connect(conn) => {
+                if self.shutting_down {
+                    conn.state.lock().dead = true;
+                    self.to_wake.push(conn);
+                    return;
+                }
+                let h = self.endpoint.connect(now, conn.peer);
+                conn.engine.store(h.0, Ordering::SeqCst);
+                self.conns.insert(
+                    h,
+                    IoConn {
+                        shared: conn,
+                        fin_sent: false,
+                        engine_closed: false,
+                        close_deadline: None,
+                        eof_event: false,
+                        wake_queued: false,
+                    },
+                );
+            }
+            Command::Kick(conn) => {
+                if let Some(h) = self.lookup(&conn) {
+                    self.service(h);
+                }
+            }
+            Command::Stats(conn, reply) => {
+                let stats = self.lookup(&conn).and_then(|h| self.endpoint.stats(h).cloned());
+                let _ = reply.try_send(stats);
+            }
+            Command::Shutdown => self.begin_shutdown(),
+        }
+    }
+
+    fn lookup(&self, conn: &Arc<ConnShared>) -> Option<ConnectionHandle> {
+        let h = ConnectionHandle(conn.engine.load(Ordering::SeqCst));
+        match self.conns.get(&h) {
+            Some(c) if Arc::ptr_eq(&c.shared, conn) => Some(h),
+            _ => None,
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        let now = self.now();
+        let linger = self.shared.config.endpoint.linger_us;
+        self.exit_deadline = Some(now + linger + 1_000_000);
+        // Connections nobody accepted: close them.
+        let queued: Vec<_> = self.shared.accept.lock().queue.drain(..).collect();
+        for conn in queued {
+            {
+                let mut st = conn.state.lock();
+                st.user_closed = true;
+                st.write_shut = true;
+            }
+            if let Some(h) = self.lookup(&conn) {
+                self.service(h);
+            }
+        }
+    }
+
+    fn expire_closing(&mut self, now: u64) {
+        if self.closing.is_empty() {
+            return;
+        }
+        let due: Vec<ConnectionHandle> = self
+            .closing
+            .iter()
+            .copied()
+            .filter(|h| self.conns.get(h).and_then(|c| c.close_deadline).map_or(true, |d| now >= d))
+            .collect();
+        for h in due {
+            self.service(h);
+        }
+    }
+
+    /// Moves bytes between a connection's handle and the engine and acts on
+    /// its flags (FIN after the queued data, close once drained).
+    fn service(&mut self, h: ConnectionHandle) {
+        let now = self.now();
+        let Some(ioc) = self.conns.get_mut(&h) else {
+            return;
+        };
+        let mut notify = false;
+        let mut remove = false;
+        let mut st = ioc.shared.state.lock();
+        st.kick_queued = false;
+        let usable = !ioc.engine_closed && st.error.is_none() && st.phase == Phase::Connected;
+
+        // Send path.
+        if usable {
+            while !st.send.is_empty() {
+                let (a, _) = st.send.as_slices();
+                let len = a.len();
+                match self.endpoint.write(now, h, a) {
+                    Ok(n) => {
+                        if n > 0 {
+                            st.send.drain(..n);
+                            notify = true;
+                        }
+                        if n < len {
+                            break;
+                        }
+                    }
+                    Err(StreamError::WouldBlock) => break,
+                    Err(StreamError::NotConnected) => {
+                        self.write_retry.insert(h);
+                        break;
+                    }
+                    Err(StreamError::WriteClosed) | Err(StreamError::InvalidHandle) => {
+                        st.send.clear();
+                        notify = true;
+                        break;
+                    }
+                    Err(StreamError::Failed(e)) => {
+                        st.error = Some(e);
+                        notify = true;
+                        break;
+                    }
+                }
+            }
+            if st.send.is_empty() {
+                self.write_retry.remove(&h);
+                if st.write_shut && !ioc.fin_sent && st.error.is_none() {
+                    ioc.fin_sent = true;
+                    match self.endpoint.shutdown_write(now, h) {
+                        Ok(()) => {}
+                        Err(StreamError::Failed(e)) => {
+                            st.error = Some(e);
+                            notify = true;
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+
+        // Receive path: only while the handle has room (backpressure).
+        if !ioc.engine_closed && !st.eof && st.phase == Phase::Connected {
+            let discard = st.read_shut || st.user_closed;
+            loop {
+                let room = if discard {
+                    self.scratch.len()
+                } else {
+                    st.recv_cap.saturating_sub(st.recv.len()).min(self.scratch.len())
+                };
+                if room == 0 {
+                    st.pull_blocked = true;
+                    break;
+                }
+                match self.endpoint.read(now, h, &mut self.scratch[..room]) {
+                    Ok(0) => {
+                        st.eof = true;
+                        notify = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        if !discard {
+                            st.recv.extend(&self.scratch[..n]);
+                            notify = true;
+                        }
+                    }
+                    Err(StreamError::WouldBlock) => {
+                        if ioc.eof_event {
+                            st.eof = true;
+                            notify = true;
+                        }
+                        break;
+                    }
+                    Err(StreamError::Failed(e)) => {
+                        if st.error.is_none() {
+                            st.error = Some(e);
+                            notify = true;
+                        }
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+
+        // Close once the handle's queue drained (or linger ran out, or the
+        // connection already failed).
+        if st.user_closed && !ioc.engine_closed {
+            let drained = st.send.is_empty() || st.error.is_some() || st.phase != Phase::Connected;
+            let linger_over = ioc.close_deadline.is_some_and(|d| now >= d);
+            if drained || linger_over {
+                ioc.engine_closed = true;
+                self.closing.remove(&h);
+                self.write_retry.remove(&h);
+                drop(st);
+                self.endpoint.close(now, h);
+                // The engine owns the rest (delivery, FIN, linger); nobody
+                // looks at this handle's events any more.
+                remove = true;
+            } else {
+                if ioc.close_deadline.is_none() {
+                    ioc.close_deadline = Some(now + self.shared.config.endpoint.linger_us);
+                }
+                self.closing.insert(h);
+                drop(st);
+            }
+        } else {
+            drop(st);
+        }
+
+        if notify && !ioc.wake_queued {
+            ioc.wake_queued = true;
+            self.to_wake.push(ioc.shared.clone());
+        }
+        if remove {
+            self.conns.remove(&h);
+        }
+    }
+
+    fn handle_event(&mut self, ev: Event) {
+        let now = self.now();
+        match ev {
+            Event::Connected(h) => {
+                if let Some(c) = self.conns.get(&h) {
+                    c.shared.state.lock().phase = Phase::Connected;
+                    self.wake(h);
+                    self.service(h);
+                }
+            }
+            Event::Incoming(h) => {
+                let peer = self.endpoint.peer_addr(h).unwrap_or_else(|| self.shared.local_addr);
+                let conn = ConnShared::new(peer, Phase::Connected, &self.shared.config);
+                conn.engine.store(h.0, Ordering::SeqCst);
+                let accepted = !self.shutting_down && {
+                    let mut acc = self.shared.accept.lock();
+                    if acc.queue.len() < acc.backlog {
+                        acc.queue.push_back(conn.clone());
+                        true
+                    } else {
+                        false
+                    }
+                };
+                if accepted {
+                    self.conns.insert(
+                        h,
+                        IoConn {
+                            shared: conn,
+                            fin_sent: false,
+                            engine_closed: false,
+                            close_deadline: None,
+                            eof_event: false,
+                            wake_queued: false,
+                        },
+                    );
+                    self.wake_listener = true;
+                } else {
+                    // Backlog full or shutting down.
+                    self.endpoint.close(now, h);
+                }
+            }
+            Event::Readable(h) | Event::Writable(h) => self.service(h),
+            Event::Eof(h) => {
+                if let Some(c) = self.conns.get_mut(&h) {
+                    c.eof_event = true;
+                    self.service(h);
+                    self.wake(h);
+                }
+            }
+            Event::Error(h, e) => {
+                if let Some(c) = self.conns.get(&h) {
+                    {
+                        let mut st = c.shared.state.lock();
+                        if st.error.is_none() {
+                            st.error = Some(e);
+                        }
+                    }
+                    self.write_retry.remove(&h);
+                    self.wake(h);
+                    // If the user already let go, this finishes it.
+                    self.service(h);
+                }
+            }
+            Event::Closed(h) => {
+                if let Some(c) = self.conns.remove(&h) {
+                    {
+                        let mut st = c.shared.state.lock();
+                        st.phase = Phase::Closed;
+                    }
+                    self.closing.remove(&h);
+                    self.write_retry.remove(&h);
+                    self.to_wake.push(c.shared);
+                }
+            }
+        }
+    }
+
+    fn wake(&mut self, h: ConnectionHandle) {
+        if let Some(c) = self.conns.get_mut(&h) {
+            if !c.wake_queued {
+                c.wake_queued = true;
+                self.to_wake.push(c.shared.clone());
+            }
+        }
+    }
+
+    /// Events, retries, transmits, then wake-ups (no lock held).
+    fn settle(&mut self) {
+        loop {
+            let mut any = false;
+            while let Some(ev) = self.endpoint.poll_event() {
+                any = true;
+                self.handle_event(ev);
+            }
+            if !self.write_retry.is_empty() {
+                let retry: Vec<_> = self.write_retry.iter().copied().collect();
+                for h in retry {
+                    self.service(h);
+                }
+            }
+            self.flush_transmits();
+            if !any {
+                break;
+            }
+        }
+        self.wake_all();
+    }
+
+    fn flush_transmits(&mut self) {
+        loop {
+            while self.transmits.len() < MAX_QUEUED_TRANSMITS {
+                match self.endpoint.poll_transmit() {
+                    Some(t) => self.transmits.push_back(t),
+                    None => break,
+                }
+            }
+            if self.transmits.is_empty() {
+                return;
+            }
+            let out = self.socket.send_queue(&mut self.send_batch, &mut self.transmits);
+            self.stats.datagrams_sent += out.sent as u64;
+            self.stats.datagrams_dropped += out.dropped as u64;
+            if out.blocked {
+                // Keep them; POLLOUT brings us back.
+                self.stats.send_blocked += 1;
+                return;
+            }
+        }
+    }
+
+    fn wake_all(&mut self) {
+        for conn in self.to_wake.drain(..) {
+            let h = ConnectionHandle(conn.engine.load(Ordering::SeqCst));
+            if let Some(c) = self.conns.get_mut(&h) {
+                if Arc::ptr_eq(&c.shared, &conn) {
+                    c.wake_queued = false;
+                }
+            }
+            conn.notify();
+        }
+        if std::mem::take(&mut self.wake_listener) {
+            self.shared.notify_listener();
+        }
+    }
+
+    /// The loop ended (or panicked): nothing will move any more.
+    fn mark_dead(&mut self) {
+        let _ = &self.stats;
+        for (_, c) in self.conns.drain() {
+            c.shared.state.lock().dead = true;
+            c.shared.notify();
+        }
+        for conn in self.to_wake.drain(..) {
+            conn.notify();
+        }
+    }
+}

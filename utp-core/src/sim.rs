@@ -1,1 +1,0 @@
-//! Deterministic network simulator (being written).
