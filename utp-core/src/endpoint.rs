@@ -797,4 +797,69 @@ mod tests {
         e.handle_datagram(1, from, &data);
         assert!(e.poll_transmit().is_none());
     }
+
+    mod hostile_input {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Mutate a real packet of the connection so it passes the header
+        /// check most of the time and reaches deep into the state machine.
+        fn mutate(base: &[u8], edits: &[(usize, u8)], cut: usize) -> Vec<u8> {
+            let mut v = base.to_vec();
+            for &(pos, val) in edits {
+                if !v.is_empty() {
+                    let i = pos % v.len();
+                    // Keep the version nibble valid half of the time.
+                    v[i] = if i == 0 && val & 1 == 0 { (val & 0xf0) | 1 } else { val };
+                }
+            }
+            v.truncate(v.len().saturating_sub(cut % 8));
+            v
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+            #[test]
+            fn endpoint_survives_hostile_datagrams(
+                noise in proptest::collection::vec(
+                    (proptest::collection::vec(any::<u8>(), 0..64),
+                     proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+                     any::<usize>(), any::<bool>()),
+                    1..40)
+            ) {
+                let mut p = Pair::new();
+                let ha = p.a.connect(p.now, B.parse().unwrap());
+                // Handshake and a little data so real packets exist to mutate.
+                let mut captured: Vec<Vec<u8>> = Vec::new();
+                for _ in 0..50 {
+                    p.drain();
+                    captured.extend(p.in_flight.iter().map(|x| x.2.clone()));
+                    if !p.step() { break; }
+                    let _ = p.a.write(p.now, ha, b"hello");
+                }
+                prop_assert!(!captured.is_empty());
+                for (i, (raw, edits, cut, use_raw)) in noise.iter().enumerate() {
+                    let dgram = if *use_raw {
+                        raw.clone()
+                    } else {
+                        mutate(&captured[i % captured.len()], edits, *cut)
+                    };
+                    p.now += 1000;
+                    p.b.handle_datagram(p.now, A.parse().unwrap(), &dgram);
+                    p.a.handle_datagram(p.now, B.parse().unwrap(), &dgram);
+                    p.a.flush_acks(p.now);
+                    p.b.flush_acks(p.now);
+                    p.a.handle_timeout(p.now);
+                    p.b.handle_timeout(p.now);
+                    // Output stays bounded: no datagram storm from junk input.
+                    let mut out = 0;
+                    while p.a.poll_transmit().is_some() || p.b.poll_transmit().is_some() { out += 1; }
+                    prop_assert!(out < 200);
+                    while p.a.poll_event().is_some() || p.b.poll_event().is_some() {}
+                    if let Some(t) = p.a.poll_timeout() { prop_assert!(t >= p.now.saturating_sub(60_000_000)); }
+                }
+                prop_assert!(p.a.connection_count() <= 1 + noise.len() && p.b.connection_count() <= 1 + noise.len());
+            }
+        }
+    }
 }

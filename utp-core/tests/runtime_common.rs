@@ -34,7 +34,8 @@ pub fn with_timeout<F: FnOnce() + Send + 'static>(secs: u64, f: F) {
 /// A deterministic byte pattern: byte `i` of stream `seed`.
 pub fn pattern(seed: u64, offset: u64, buf: &mut [u8]) {
     for (i, b) in buf.iter_mut().enumerate() {
-        let x = (offset + i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed.wrapping_mul(0xD1B5_4A32_D192_ED03);
+        let x = (offset + i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ seed.wrapping_mul(0xD1B5_4A32_D192_ED03);
         *b = (x >> 29) as u8;
     }
 }
@@ -65,7 +66,11 @@ pub fn read_pattern<R: Read>(mut r: R, seed: u64, len: u64) -> io::Result<()> {
         assert!(off + n as u64 <= len, "more than {len} bytes received");
         pattern(seed, off, &mut expect[..n]);
         if buf[..n] != expect[..n] {
-            let i = buf[..n].iter().zip(&expect[..n]).position(|(a, b)| a != b).unwrap();
+            let i = buf[..n]
+                .iter()
+                .zip(&expect[..n])
+                .position(|(a, b)| a != b)
+                .unwrap();
             panic!("stream {seed}: wrong byte at offset {}", off + i as u64);
         }
         off += n as u64;
@@ -83,6 +88,9 @@ pub fn closed_port() -> SocketAddr {
 /// Asserts that the I/O threads behind `watches` exit within `secs`.
 pub fn assert_exits(watches: &[ExitWatch], secs: u64) {
     for w in watches {
-        assert!(w.wait(Duration::from_secs(secs)), "I/O thread still running after {secs} s");
+        assert!(
+            w.wait(Duration::from_secs(secs)),
+            "I/O thread still running after {secs} s"
+        );
     }
 }

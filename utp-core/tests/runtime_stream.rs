@@ -74,7 +74,10 @@ fn connect_to_silent_port_times_out() {
         let err = UtpStream::connect_timeout(&addr, Duration::from_millis(500)).unwrap_err();
         let took = start.elapsed();
         assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
-        assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(5), "took {took:?}");
+        assert!(
+            took >= Duration::from_millis(450) && took < Duration::from_secs(5),
+            "took {took:?}"
+        );
     });
 }
 
@@ -242,14 +245,18 @@ fn read_timeout_expires() {
         c.write_all(b"x").unwrap();
         let (_s, _) = listener.accept().unwrap();
         assert!(c.set_read_timeout(Some(Duration::ZERO)).is_err());
-        c.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        c.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         assert_eq!(c.read_timeout().unwrap(), Some(Duration::from_millis(200)));
         let start = Instant::now();
         let mut buf = [0u8; 8];
         let err = c.read(&mut buf).unwrap_err();
         let took = start.elapsed();
         assert_eq!(err.kind(), ErrorKind::TimedOut);
-        assert!(took >= Duration::from_millis(190) && took < Duration::from_secs(3), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(190) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
     });
 }
 
@@ -349,8 +356,14 @@ fn slow_reader_pushes_back_on_writer() {
                 }
                 Err(e) => panic!("{e}"),
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "writer never stalled ({written} bytes)");
-            assert!(written < 64 * MB, "no backpressure: {written} bytes accepted");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "writer never stalled ({written} bytes)"
+            );
+            assert!(
+                written < 64 * MB,
+                "no backpressure: {written} bytes accepted"
+            );
         }
         eprintln!("writer stalled after {written} bytes");
         // Now read it all; the writer gets going again.
@@ -378,7 +391,9 @@ fn accept_timeout_and_nonblocking_accept() {
     with_timeout(30, || {
         let listener = UtpListener::bind("127.0.0.1:0").unwrap();
         let start = Instant::now();
-        let err = listener.accept_timeout(Duration::from_millis(100)).unwrap_err();
+        let err = listener
+            .accept_timeout(Duration::from_millis(100))
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::TimedOut);
         assert!(start.elapsed() >= Duration::from_millis(90));
         listener.set_nonblocking(true).unwrap();
@@ -397,5 +412,40 @@ fn invalid_input() {
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
         let err = ctx.connect("[::1]:9").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    });
+}
+
+#[test]
+fn server_speaks_first() {
+    with_timeout(30, || {
+        let listener = UtpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        listener.set_readiness_callback(Some(Box::new(move || {
+            let _ = tx.lock().unwrap().send(());
+        })));
+        let client = thread::spawn(move || {
+            let mut c = UtpStream::connect(addr).unwrap();
+            let mut banner = [0u8; 6];
+            c.read_exact(&mut banner).unwrap();
+            assert_eq!(&banner, b"hello\n");
+            c.write_all(b"hi").unwrap();
+            c.shutdown(Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            c.read_to_end(&mut rest).unwrap();
+            assert_eq!(rest, b"bye");
+        });
+        // The accept callback fires when the connection is queued.
+        rx.recv_timeout(Duration::from_secs(10)).expect("accept callback");
+        listener.set_nonblocking(true).unwrap();
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(b"hello\n").unwrap();
+        let mut hi = Vec::new();
+        s.read_to_end(&mut hi).unwrap();
+        assert_eq!(hi, b"hi");
+        s.write_all(b"bye").unwrap();
+        drop(s);
+        client.join().unwrap();
     });
 }

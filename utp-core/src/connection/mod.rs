@@ -772,7 +772,10 @@ impl Connection {
             match next {
                 send::Next::Send(idx) => self.transmit(io, idx),
                 send::Next::WindowFull => {
-                    self.last_cwnd_limited_us = Some(io.now_us);
+                    // Growth is earned only when our own window, not the peer's, held us back.
+                    if self.cc.window() <= self.peer_window {
+                        self.last_cwnd_limited_us = Some(io.now_us);
+                    }
                     if self.peer_window < mss && !self.send.has_unacked() && self.probe_deadline.is_none() {
                         self.probe_deadline = Some(io.now_us + self.current_rto());
                     }

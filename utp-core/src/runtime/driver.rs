@@ -29,7 +29,9 @@ use parking_lot::Mutex;
 
 use crate::endpoint::{ConnectionError, ConnectionHandle, Endpoint, Event, StreamError, Transmit};
 
-use super::handle::{AcceptState, Command, ConnShared, ContextHandle, ContextShared, Phase, RuntimeConfig};
+use super::handle::{
+    AcceptState, Command, ConnShared, ContextHandle, ContextShared, Phase, RuntimeConfig,
+};
 use super::udp::{IcmpError, IcmpKind, RecvBatch, SendBatch, UdpSocket, BATCH};
 use super::waker::Waker;
 
@@ -203,10 +205,10 @@ impl Driver {
             // 3. Datagrams, one ACK flush per batch.
             if udp_revents & libc::POLLIN != 0 {
                 for _ in 0..RECV_ROUNDS {
-                    let n = match self.socket.recv_batch(&mut self.recv_batch) {
-                        Ok(n) => n,
-                        Err(_) => 0,
-                    };
+                    let n = self
+                        .socket
+                        .recv_batch(&mut self.recv_batch)
+                        .unwrap_or_default();
                     if n == 0 {
                         break;
                     }
@@ -243,7 +245,9 @@ impl Driver {
 
             if self.shutting_down {
                 let now = self.now();
-                let done = self.conns.is_empty() && self.endpoint.connection_count() == 0 && self.transmits.is_empty();
+                let done = self.conns.is_empty()
+                    && self.endpoint.connection_count() == 0
+                    && self.transmits.is_empty();
                 if done || self.exit_deadline.is_some_and(|d| now >= d) {
                     // Push out whatever the engine still has (FINs, RESETs).
                     self.flush_transmits();
@@ -253,7 +257,11 @@ impl Driver {
         }
     }
 
-    fn poll(&mut self, udp_events: libc::c_short, wait_us: Option<u64>) -> (libc::c_short, libc::c_short) {
+    fn poll(
+        &mut self,
+        udp_events: libc::c_short,
+        wait_us: Option<u64>,
+    ) -> (libc::c_short, libc::c_short) {
         let mut fds = [
             libc::pollfd {
                 fd: self.socket.as_raw_fd(),
@@ -270,7 +278,9 @@ impl Driver {
             tv_sec: (us / 1_000_000).min(i32::MAX as u64) as libc::time_t,
             tv_nsec: ((us % 1_000_000) * 1000) as libc::c_long,
         });
-        let tsp = ts.as_ref().map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        let tsp = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
         // SAFETY: two valid pollfds and an optional valid timespec.
         let r = unsafe { libc::ppoll(fds.as_mut_ptr(), 2, tsp, std::ptr::null()) };
         if r < 0 {
@@ -302,7 +312,11 @@ impl Driver {
         let victims: Vec<ConnectionHandle> = self
             .conns
             .iter()
-            .filter(|(_, c)| !c.engine_closed && c.shared.peer == e.destination && c.shared.state.lock().phase == Phase::Connecting)
+            .filter(|(_, c)| {
+                !c.engine_closed
+                    && c.shared.peer == e.destination
+                    && c.shared.state.lock().phase == Phase::Connecting
+            })
             .map(|(h, _)| *h)
             .collect();
         for h in victims {
@@ -361,7 +375,9 @@ impl Driver {
                 }
             }
             Command::Stats(conn, reply) => {
-                let stats = self.lookup(&conn).and_then(|h| self.endpoint.stats(h).cloned());
+                let stats = self
+                    .lookup(&conn)
+                    .and_then(|h| self.endpoint.stats(h).cloned());
                 let _ = reply.try_send(stats);
             }
             Command::Shutdown => self.begin_shutdown(),
@@ -406,7 +422,12 @@ impl Driver {
             .closing
             .iter()
             .copied()
-            .filter(|h| self.conns.get(h).and_then(|c| c.close_deadline).map_or(true, |d| now >= d))
+            .filter(|h| {
+                self.conns
+                    .get(h)
+                    .and_then(|c| c.close_deadline)
+                    .map_or(true, |d| now >= d)
+            })
             .collect();
         for h in due {
             self.service(h);
@@ -481,7 +502,9 @@ impl Driver {
                 let room = if discard {
                     self.scratch.len()
                 } else {
-                    st.recv_cap.saturating_sub(st.recv.len()).min(self.scratch.len())
+                    st.recv_cap
+                        .saturating_sub(st.recv.len())
+                        .min(self.scratch.len())
                 };
                 if room == 0 {
                     st.pull_blocked = true;
@@ -563,7 +586,10 @@ impl Driver {
                 }
             }
             Event::Incoming(h) => {
-                let peer = self.endpoint.peer_addr(h).unwrap_or_else(|| self.shared.local_addr);
+                let peer = self
+                    .endpoint
+                    .peer_addr(h)
+                    .unwrap_or_else(|| self.shared.local_addr);
                 let conn = ConnShared::new(peer, Phase::Connected, &self.shared.config);
                 conn.engine.store(h.0, Ordering::SeqCst);
                 let accepted = !self.shutting_down && {
@@ -671,7 +697,9 @@ impl Driver {
             if self.transmits.is_empty() {
                 return;
             }
-            let out = self.socket.send_queue(&mut self.send_batch, &mut self.transmits);
+            let out = self
+                .socket
+                .send_queue(&mut self.send_batch, &mut self.transmits);
             self.stats.datagrams_sent += out.sent as u64;
             self.stats.datagrams_dropped += out.dropped as u64;
             if out.blocked {

@@ -244,7 +244,9 @@ impl ExitWatch {
 
 impl fmt::Debug for ExitWatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ExitWatch").field("exited", &self.has_exited()).finish()
+        f.debug_struct("ExitWatch")
+            .field("exited", &self.has_exited())
+            .finish()
     }
 }
 
@@ -278,9 +280,16 @@ impl ContextHandle {
 
     /// Starts a connection and waits until it is established, failed, or
     /// `timeout` passed (engine's own connect timeout when `None`).
-    pub fn connect(self: &Arc<Self>, addr: SocketAddr, timeout: Option<Duration>) -> io::Result<StreamHandle> {
+    pub fn connect(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        timeout: Option<Duration>,
+    ) -> io::Result<StreamHandle> {
         if addr.port() == 0 || addr.ip().is_unspecified() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "cannot connect to an unspecified address"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot connect to an unspecified address",
+            ));
         }
         if self.shared.local_addr.is_ipv4() && addr.is_ipv6() {
             return Err(io::Error::new(
@@ -293,7 +302,8 @@ impl ContextHandle {
         }
         let conn = ConnShared::new(addr, Phase::Connecting, &self.shared.config);
         self.send(Command::Connect(conn.clone()));
-        let engine_timeout = Duration::from_micros(self.shared.config.endpoint.connect_timeout_us) + Duration::from_secs(5);
+        let engine_timeout = Duration::from_micros(self.shared.config.endpoint.connect_timeout_us)
+            + Duration::from_secs(5);
         let deadline = Instant::now() + timeout.unwrap_or(engine_timeout);
         let mut st = conn.state.lock();
         loop {
@@ -306,12 +316,18 @@ impl ContextHandle {
             if st.phase != Phase::Connecting {
                 break;
             }
-            if conn.cond.wait_until(&mut st, deadline).timed_out() && st.phase == Phase::Connecting && st.error.is_none() {
+            if conn.cond.wait_until(&mut st, deadline).timed_out()
+                && st.phase == Phase::Connecting
+                && st.error.is_none()
+            {
                 st.user_closed = true;
                 st.write_shut = true;
                 drop(st);
                 self.send(Command::Kick(conn.clone()));
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "uTP connect timed out"));
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "uTP connect timed out",
+                ));
             }
         }
         drop(st);
@@ -343,8 +359,13 @@ impl ContextHandle {
                     if timeout == Some(Duration::ZERO) {
                         return Err(io::Error::from(io::ErrorKind::WouldBlock));
                     }
-                    if self.shared.accept_cond.wait_until(&mut acc, d).timed_out() && acc.queue.is_empty() {
-                        return Err(io::Error::new(io::ErrorKind::TimedOut, "uTP accept timed out"));
+                    if self.shared.accept_cond.wait_until(&mut acc, d).timed_out()
+                        && acc.queue.is_empty()
+                    {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "uTP accept timed out",
+                        ));
                     }
                 }
             }
@@ -380,9 +401,16 @@ impl fmt::Debug for ContextHandle {
 
 pub(crate) fn conn_error(e: ConnectionError) -> io::Error {
     match e {
-        ConnectionError::Refused => io::Error::new(io::ErrorKind::ConnectionRefused, "uTP connection refused"),
-        ConnectionError::Reset => io::Error::new(io::ErrorKind::ConnectionReset, "uTP connection reset by peer"),
-        ConnectionError::TimedOut => io::Error::new(io::ErrorKind::TimedOut, "uTP connection timed out"),
+        ConnectionError::Refused => {
+            io::Error::new(io::ErrorKind::ConnectionRefused, "uTP connection refused")
+        }
+        ConnectionError::Reset => io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "uTP connection reset by peer",
+        ),
+        ConnectionError::TimedOut => {
+            io::Error::new(io::ErrorKind::TimedOut, "uTP connection timed out")
+        }
     }
 }
 
@@ -419,7 +447,10 @@ impl Wait {
             }
             Wait::Until(d) => {
                 if Instant::now() >= d {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "uTP operation timed out"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "uTP operation timed out",
+                    ));
                 }
                 cond.wait_until(guard, d);
                 Ok(())
@@ -491,7 +522,8 @@ impl StreamHandle {
                 }
                 st.recv.drain(..n);
                 // Ask for more once half the buffer is free again.
-                let kick = st.pull_blocked && st.recv.len() <= st.recv_cap / 2 && self.kick(&mut st);
+                let kick =
+                    st.pull_blocked && st.recv.len() <= st.recv_cap / 2 && self.kick(&mut st);
                 if kick {
                     st.pull_blocked = false;
                 }
@@ -530,7 +562,10 @@ impl StreamHandle {
                 return Err(ContextHandle::dead_error());
             }
             if st.write_shut || st.user_closed || st.phase == Phase::Closed {
-                return Err(io::Error::new(io::ErrorKind::BrokenPipe, "uTP write half is shut down"));
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "uTP write half is shut down",
+                ));
             }
             if buf.is_empty() {
                 return Ok(0);
@@ -608,7 +643,11 @@ impl StreamHandle {
         let eof = (st.eof || st.phase == Phase::Closed) && st.recv.is_empty();
         Readiness {
             readable: !st.recv.is_empty() || eof || error || st.read_shut,
-            writable: error || st.write_shut || st.user_closed || st.phase == Phase::Closed || st.send.len() < st.send_cap,
+            writable: error
+                || st.write_shut
+                || st.user_closed
+                || st.phase == Phase::Closed
+                || st.send.len() < st.send_cap,
             eof,
             error,
         }
@@ -637,7 +676,10 @@ impl StreamHandle {
         self.ctx.send(Command::Stats(self.conn.clone(), tx));
         match rx.recv_timeout(Duration::from_secs(5)) {
             Ok(Some(s)) => Ok(s),
-            Ok(None) => Err(io::Error::new(io::ErrorKind::NotConnected, "connection no longer in the engine")),
+            Ok(None) => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "connection no longer in the engine",
+            )),
             Err(_) => Err(ContextHandle::dead_error()),
         }
     }

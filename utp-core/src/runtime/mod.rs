@@ -46,19 +46,27 @@ use parking_lot::Mutex;
 
 use crate::stats::ConnectionStats;
 
-pub use handle::{ContextHandle, ExitWatch, Readiness, ReadinessCallback, RuntimeConfig, StreamHandle, Wait};
+pub use handle::{
+    ContextHandle, ExitWatch, Readiness, ReadinessCallback, RuntimeConfig, StreamHandle, Wait,
+};
 pub use udp::SocketOptions;
 
 fn resolve<A: ToSocketAddrs>(addr: A) -> io::Result<Vec<SocketAddr>> {
     let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
     if addrs.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no addresses to use"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no addresses to use",
+        ));
     }
     Ok(addrs)
 }
 
 /// Tries `f` on each address, returning the first success or the last error.
-fn each_addr<A: ToSocketAddrs, T>(addr: A, mut f: impl FnMut(SocketAddr) -> io::Result<T>) -> io::Result<T> {
+fn each_addr<A: ToSocketAddrs, T>(
+    addr: A,
+    mut f: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
     let mut last = None;
     for a in resolve(addr)? {
         match f(a) {
@@ -83,7 +91,9 @@ impl UtpContext {
     /// Binds a context with default settings; it accepts incoming
     /// connections (see [`accept`](Self::accept)).
     pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<UtpContext> {
-        each_addr(addr, |a| Self::bind_with_config(a, RuntimeConfig::default()))
+        each_addr(addr, |a| {
+            Self::bind_with_config(a, RuntimeConfig::default())
+        })
     }
 
     /// Binds a context with explicit settings.
@@ -99,15 +109,22 @@ impl UtpContext {
 
     /// Connects from this context's port (the engine's connect timeout applies).
     pub fn connect<A: ToSocketAddrs>(&self, addr: A) -> io::Result<UtpStream> {
-        each_addr(addr, |a| self.handle.connect(a, None).map(UtpStream::from_handle))
+        each_addr(addr, |a| {
+            self.handle.connect(a, None).map(UtpStream::from_handle)
+        })
     }
 
     /// Connects, giving up after `timeout` with `TimedOut`.
     pub fn connect_timeout(&self, addr: &SocketAddr, timeout: Duration) -> io::Result<UtpStream> {
         if timeout.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "zero connect timeout"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "zero connect timeout",
+            ));
         }
-        self.handle.connect(*addr, Some(timeout)).map(UtpStream::from_handle)
+        self.handle
+            .connect(*addr, Some(timeout))
+            .map(UtpStream::from_handle)
     }
 
     /// Waits for the next incoming connection.
@@ -119,7 +136,9 @@ impl UtpContext {
 
     /// Waits at most `timeout` for an incoming connection (`TimedOut` after).
     pub fn accept_timeout(&self, timeout: Duration) -> io::Result<(UtpStream, SocketAddr)> {
-        let h = self.handle.accept(Some(timeout.max(Duration::from_nanos(1))))?;
+        let h = self
+            .handle
+            .accept(Some(timeout.max(Duration::from_nanos(1))))?;
         let peer = h.peer_addr();
         Ok((UtpStream::from_handle(h), peer))
     }
@@ -285,7 +304,10 @@ impl UtpStream {
 
     fn check_timeout(t: Option<Duration>) -> io::Result<()> {
         if t == Some(Duration::ZERO) {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "cannot set a 0 duration timeout"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot set a 0 duration timeout",
+            ));
         }
         Ok(())
     }

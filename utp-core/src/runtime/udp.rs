@@ -116,7 +116,12 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: the pointer and length describe a live c_int.
     let r = unsafe {
         libc::setsockopt(
@@ -134,7 +139,15 @@ fn getsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Resul
     let mut value: libc::c_int = 0;
     let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: the pointer and length describe a live c_int.
-    let r = unsafe { libc::getsockopt(fd, level, name, &mut value as *mut libc::c_int as *mut libc::c_void, &mut len) };
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            level,
+            name,
+            &mut value as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    };
     cvt(r).map(|_| value)
 }
 
@@ -143,7 +156,8 @@ fn write_sockaddr(addr: &SocketAddr, storage: &mut libc::sockaddr_storage) -> li
     match addr {
         SocketAddr::V4(a) => {
             // SAFETY: sockaddr_storage is large enough and suitably aligned for sockaddr_in.
-            let sin = unsafe { &mut *(storage as *mut libc::sockaddr_storage as *mut libc::sockaddr_in) };
+            let sin =
+                unsafe { &mut *(storage as *mut libc::sockaddr_storage as *mut libc::sockaddr_in) };
             *sin = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: a.port().to_be(),
@@ -156,7 +170,9 @@ fn write_sockaddr(addr: &SocketAddr, storage: &mut libc::sockaddr_storage) -> li
         }
         SocketAddr::V6(a) => {
             // SAFETY: sockaddr_storage is large enough and suitably aligned for sockaddr_in6.
-            let sin6 = unsafe { &mut *(storage as *mut libc::sockaddr_storage as *mut libc::sockaddr_in6) };
+            let sin6 = unsafe {
+                &mut *(storage as *mut libc::sockaddr_storage as *mut libc::sockaddr_in6)
+            };
             *sin6 = libc::sockaddr_in6 {
                 sin6_family: libc::AF_INET6 as libc::sa_family_t,
                 sin6_port: a.port().to_be(),
@@ -177,13 +193,19 @@ fn read_sockaddr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match storage.ss_family as libc::c_int {
         libc::AF_INET => {
             // SAFETY: the family says this is a sockaddr_in.
-            let sin = unsafe { &*(storage as *const libc::sockaddr_storage as *const libc::sockaddr_in) };
+            let sin =
+                unsafe { &*(storage as *const libc::sockaddr_storage as *const libc::sockaddr_in) };
             let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says this is a sockaddr_in6.
-            let sin6 = unsafe { &*(storage as *const libc::sockaddr_storage as *const libc::sockaddr_in6) };
+            let sin6 = unsafe {
+                &*(storage as *const libc::sockaddr_storage as *const libc::sockaddr_in6)
+            };
             let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
             let port = u16::from_be(sin6.sin6_port);
             if let Some(v4) = ip.to_ipv4_mapped() {
@@ -207,13 +229,24 @@ impl UdpSocket {
         let ipv6 = addr.is_ipv6();
         let family = if ipv6 { libc::AF_INET6 } else { libc::AF_INET };
         // SAFETY: plain syscall.
-        let raw = cvt(unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
+        let raw = cvt(unsafe {
+            libc::socket(
+                family,
+                libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        })?;
         // SAFETY: `raw` is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let raw = fd.as_raw_fd();
 
         if ipv6 {
-            setsockopt_int(raw, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, (!opts.dual_stack) as libc::c_int)?;
+            setsockopt_int(
+                raw,
+                libc::IPPROTO_IPV6,
+                libc::IPV6_V6ONLY,
+                (!opts.dual_stack) as libc::c_int,
+            )?;
             setsockopt_int(raw, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1)?;
             // IPv4 peers of a dual-stack socket report through the IPv4 option.
             let _ = setsockopt_int(raw, libc::IPPROTO_IP, libc::IP_RECVERR, 1);
@@ -224,8 +257,10 @@ impl UdpSocket {
         // Best effort: the kernel clamps to net.core.{r,w}mem_max.
         let _ = setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUF, want);
         let _ = setsockopt_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUF, want);
-        let recv_buffer = getsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUF).unwrap_or(0) as usize;
-        let send_buffer = getsockopt_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(0) as usize;
+        let recv_buffer =
+            getsockopt_int(raw, libc::SOL_SOCKET, libc::SO_RCVBUF).unwrap_or(0) as usize;
+        let send_buffer =
+            getsockopt_int(raw, libc::SOL_SOCKET, libc::SO_SNDBUF).unwrap_or(0) as usize;
 
         // SAFETY: zeroed sockaddr_storage is valid.
         let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
@@ -237,8 +272,15 @@ impl UdpSocket {
         let mut local: libc::sockaddr_storage = unsafe { mem::zeroed() };
         let mut local_len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
         // SAFETY: local is large enough for any address.
-        cvt(unsafe { libc::getsockname(raw, &mut local as *mut _ as *mut libc::sockaddr, &mut local_len) })?;
-        let local = read_sockaddr(&local).ok_or_else(|| io::Error::other("getsockname: unknown family"))?;
+        cvt(unsafe {
+            libc::getsockname(
+                raw,
+                &mut local as *mut _ as *mut libc::sockaddr,
+                &mut local_len,
+            )
+        })?;
+        let local =
+            read_sockaddr(&local).ok_or_else(|| io::Error::other("getsockname: unknown family"))?;
         // Keep the bound form (an IPv6 wildcard stays IPv6).
         let local = match (addr, local) {
             (SocketAddr::V6(_), SocketAddr::V4(v4)) => {
@@ -297,7 +339,10 @@ impl UdpSocket {
             hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             hdr.msg_iov = &mut batch.iovs[i];
             hdr.msg_iovlen = 1;
-            batch.hdrs[i] = libc::mmsghdr { msg_hdr: hdr, msg_len: 0 };
+            batch.hdrs[i] = libc::mmsghdr {
+                msg_hdr: hdr,
+                msg_len: 0,
+            };
         }
         loop {
             // SAFETY: every header points into buffers owned by `batch`, which
@@ -324,9 +369,13 @@ impl UdpSocket {
             // A pending ICMP error (sk_err) is reported once by the next
             // receive; it is also in the error queue, which the caller reads.
             match e.raw_os_error() {
-                Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EHOSTDOWN | libc::EMSGSIZE) => {
-                    continue
-                }
+                Some(
+                    libc::ECONNREFUSED
+                    | libc::EHOSTUNREACH
+                    | libc::ENETUNREACH
+                    | libc::EHOSTDOWN
+                    | libc::EMSGSIZE,
+                ) => continue,
                 _ => return Err(e),
             }
         }
@@ -335,7 +384,11 @@ impl UdpSocket {
     /// Sends datagrams from the front of `queue` with `sendmmsg`, removing
     /// what was sent. Stops when the queue is empty or the kernel buffer is
     /// full (`blocked`): the datagrams stay queued for the next `POLLOUT`.
-    pub fn send_queue<D: Datagram>(&self, batch: &mut SendBatch, queue: &mut VecDeque<D>) -> SendOutcome {
+    pub fn send_queue<D: Datagram>(
+        &self,
+        batch: &mut SendBatch,
+        queue: &mut VecDeque<D>,
+    ) -> SendOutcome {
         let mut out = SendOutcome::default();
         let mut soft_errors = 0;
         while !queue.is_empty() {
@@ -349,15 +402,26 @@ impl UdpSocket {
                 let len = write_sockaddr(&self.wire_addr(d.destination()), &mut batch.addrs[i]);
                 // SAFETY: msghdr is a plain C struct; zero is a valid starting state.
                 let mut hdr: libc::msghdr = unsafe { mem::zeroed() };
-                hdr.msg_name = &mut batch.addrs[i] as *mut libc::sockaddr_storage as *mut libc::c_void;
+                hdr.msg_name =
+                    &mut batch.addrs[i] as *mut libc::sockaddr_storage as *mut libc::c_void;
                 hdr.msg_namelen = len;
                 hdr.msg_iov = &mut batch.iovs[i];
                 hdr.msg_iovlen = 1;
-                batch.hdrs[i] = libc::mmsghdr { msg_hdr: hdr, msg_len: 0 };
+                batch.hdrs[i] = libc::mmsghdr {
+                    msg_hdr: hdr,
+                    msg_len: 0,
+                };
             }
             // SAFETY: headers point at `batch` arrays and at payloads owned by
             // `queue`, neither of which changes during the call.
-            let r = unsafe { libc::sendmmsg(self.fd.as_raw_fd(), batch.hdrs.as_mut_ptr(), n as libc::c_uint, 0) };
+            let r = unsafe {
+                libc::sendmmsg(
+                    self.fd.as_raw_fd(),
+                    batch.hdrs.as_mut_ptr(),
+                    n as libc::c_uint,
+                    0,
+                )
+            };
             if r > 0 {
                 let r = r as usize;
                 queue.drain(..r);
@@ -374,7 +438,9 @@ impl UdpSocket {
                 // A pending asynchronous error (from an earlier ICMP) is
                 // reported by this call and cleared: the datagram was not
                 // sent, try it again.
-                Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EHOSTDOWN) if soft_errors < 4 => {
+                Some(
+                    libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EHOSTDOWN,
+                ) if soft_errors < 4 => {
                     soft_errors += 1;
                     continue;
                 }
@@ -410,7 +476,13 @@ impl UdpSocket {
             hdr.msg_control = control.as_mut_ptr() as *mut libc::c_void;
             hdr.msg_controllen = mem::size_of_val(&control) as _;
             // SAFETY: all pointers refer to live locals of the given sizes.
-            let r = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut hdr, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+            let r = unsafe {
+                libc::recvmsg(
+                    self.fd.as_raw_fd(),
+                    &mut hdr,
+                    libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+                )
+            };
             if r < 0 {
                 let e = io::Error::last_os_error();
                 match e.kind() {
@@ -427,11 +499,14 @@ impl UdpSocket {
                 let mut cmsg = libc::CMSG_FIRSTHDR(&hdr);
                 while !cmsg.is_null() {
                     let c = &*cmsg;
-                    let is_err = (c.cmsg_level == libc::IPPROTO_IP && c.cmsg_type == libc::IP_RECVERR)
-                        || (c.cmsg_level == libc::IPPROTO_IPV6 && c.cmsg_type == libc::IPV6_RECVERR);
+                    let is_err = (c.cmsg_level == libc::IPPROTO_IP
+                        && c.cmsg_type == libc::IP_RECVERR)
+                        || (c.cmsg_level == libc::IPPROTO_IPV6
+                            && c.cmsg_type == libc::IPV6_RECVERR);
                     if is_err {
-                        let ee: libc::sock_extended_err =
-                            std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const libc::sock_extended_err);
+                        let ee: libc::sock_extended_err = std::ptr::read_unaligned(
+                            libc::CMSG_DATA(cmsg) as *const libc::sock_extended_err,
+                        );
                         found = Some(ee);
                         break;
                     }
@@ -471,7 +546,9 @@ fn classify(ee: &libc::sock_extended_err) -> IcmpKind {
                 code: ee.ee_code,
             },
         },
-        libc::SO_EE_ORIGIN_LOCAL if ee.ee_errno as i32 == libc::EMSGSIZE => IcmpKind::FragNeeded { mtu: ee.ee_info },
+        libc::SO_EE_ORIGIN_LOCAL if ee.ee_errno as i32 == libc::EMSGSIZE => {
+            IcmpKind::FragNeeded { mtu: ee.ee_info }
+        }
         _ => IcmpKind::Other {
             origin: ee.ee_origin,
             icmp_type: ee.ee_type,
@@ -657,7 +734,10 @@ mod tests {
 
     #[test]
     fn mmsg_round_trip_v4() {
-        round_trip("127.0.0.1:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap());
+        round_trip(
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        );
     }
 
     #[test]
@@ -670,7 +750,8 @@ mod tests {
         let opts = SocketOptions::default();
         let server = UdpSocket::bind("[::]:0".parse().unwrap(), &opts).unwrap();
         let client = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), &opts).unwrap();
-        let dest: SocketAddr = SocketAddr::new("127.0.0.1".parse().unwrap(), server.local_addr().port());
+        let dest: SocketAddr =
+            SocketAddr::new("127.0.0.1".parse().unwrap(), server.local_addr().port());
         let mut q = VecDeque::from(vec![(dest, b"hello".to_vec())]);
         assert_eq!(client.send_queue(&mut SendBatch::new(), &mut q).sent, 1);
         poll_in(&server, libc::POLLIN, 2000);
@@ -730,14 +811,22 @@ mod tests {
 
     #[test]
     fn wrong_family_is_dropped_not_spun_on() {
-        let sock = UdpSocket::bind("127.0.0.1:0".parse().unwrap(), &SocketOptions::default()).unwrap();
+        let sock =
+            UdpSocket::bind("127.0.0.1:0".parse().unwrap(), &SocketOptions::default()).unwrap();
         let ok = closed_port("127.0.0.1");
         let mut q = VecDeque::from(vec![
             ("[::1]:9".parse().unwrap(), b"x".to_vec()),
             (ok, b"y".to_vec()),
         ]);
         let out = sock.send_queue(&mut SendBatch::new(), &mut q);
-        assert_eq!(out, SendOutcome { sent: 1, dropped: 1, blocked: false });
+        assert_eq!(
+            out,
+            SendOutcome {
+                sent: 1,
+                dropped: 1,
+                blocked: false
+            }
+        );
         assert!(q.is_empty());
     }
 
@@ -753,7 +842,8 @@ mod tests {
         // Loopback delivers synchronously, so the *receiver's* buffer fills
         // and the excess is dropped there; the sender rarely sees EAGAIN.
         // What must hold: everything is either sent or still queued.
-        let mut q: VecDeque<(SocketAddr, Vec<u8>)> = (0..5000).map(|_| (dest, vec![7u8; 1400])).collect();
+        let mut q: VecDeque<(SocketAddr, Vec<u8>)> =
+            (0..5000).map(|_| (dest, vec![7u8; 1400])).collect();
         let out = a.send_queue(&mut SendBatch::new(), &mut q);
         assert_eq!(out.dropped, 0);
         assert_eq!(out.sent + q.len(), 5000);

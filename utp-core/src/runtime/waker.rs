@@ -38,7 +38,13 @@ impl Waker {
         let one: u64 = 1;
         loop {
             // SAFETY: writes 8 bytes from a live u64.
-            let r = unsafe { libc::write(self.fd.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8) };
+            let r = unsafe {
+                libc::write(
+                    self.fd.as_raw_fd(),
+                    &one as *const u64 as *const libc::c_void,
+                    8,
+                )
+            };
             if r >= 0 {
                 return;
             }
@@ -54,7 +60,13 @@ impl Waker {
     pub fn reset(&self) {
         let mut value: u64 = 0;
         // SAFETY: reads 8 bytes into a live u64; non-blocking.
-        unsafe { libc::read(self.fd.as_raw_fd(), &mut value as *mut u64 as *mut libc::c_void, 8) };
+        unsafe {
+            libc::read(
+                self.fd.as_raw_fd(),
+                &mut value as *mut u64 as *mut libc::c_void,
+                8,
+            )
+        };
         self.pending.store(false, Ordering::SeqCst);
     }
 }

@@ -1,0 +1,677 @@
+//! End-to-end scenarios: two or more endpoints on the deterministic simulated
+//! network of `utp_core::sim`.
+//!
+//! Every scenario is reproducible from its seed: failures print it, and
+//! `UTP_SIM_SEED=<seed>` reruns a scenario with that seed. Each scenario
+//! prints one `SUMMARY` line; collect them with
+//!
+//! ```text
+//! cargo test -p utp-core --release --test scenarios -- --nocapture --test-threads=1 | grep SUMMARY
+//! ```
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+use std::time::Instant;
+
+use utp_core::sim::{self, millis, secs, wire, Flow, FlowPlan, LinkConfig, LinkId, Network, NodeId};
+use utp_core::{CongestionKind, ConnectionError, EndpointConfig, Event};
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+const KB: u64 = 1024;
+const MB: u64 = 1024 * 1024;
+
+/// A two-node setup: `a` connects to `b`.
+struct Pair {
+    seed: u64,
+    net: Network,
+    a: NodeId,
+    b: NodeId,
+    /// Link a -> b and b -> a.
+    ab: LinkId,
+    ba: LinkId,
+    wall: Instant,
+}
+
+impl Pair {
+    fn new(seed: u64, a_to_b: LinkConfig, b_to_a: LinkConfig) -> Self {
+        Self::with_configs(seed, a_to_b, b_to_a, EndpointConfig::default(), EndpointConfig::default())
+    }
+
+    fn with_configs(seed: u64, a_to_b: LinkConfig, b_to_a: LinkConfig, cfg_a: EndpointConfig, cfg_b: EndpointConfig) -> Self {
+        let mut net = Network::new(seed);
+        let a = net.add_node(sim::addr(1), cfg_a);
+        let b = net.add_node(sim::addr(2), cfg_b);
+        let (ab, ba) = net.connect_nodes(a, b, a_to_b, b_to_a);
+        Pair { seed, net, a, b, ab, ba, wall: Instant::now() }
+    }
+
+    /// `a` sends `a_bytes` to `b` while `b` sends `b_bytes` to `a`; both shut
+    /// down their write half when done. Runs until both saw EOF; panics with
+    /// the network state if the deadline passes first.
+    fn bidirectional(&mut self, name: &str, a_bytes: u64, b_bytes: u64, deadline: u64) -> u64 {
+        self.net.accept_with(self.b, FlowPlan::send(b_bytes));
+        self.net.connect(self.a, sim::addr(2), FlowPlan::send(a_bytes));
+        let (a, b) = (self.a, self.b);
+        let seed = self.seed;
+        self.net
+            .run_until_done(deadline, |n| n.peer(a).all_finished() && n.peer(b).all_finished())
+            .unwrap_or_else(|e| panic!("{name}: seed {seed}: transfer did not finish: {e}"))
+    }
+
+    fn flow_a(&self) -> &Flow {
+        self.net.peer(self.a).first()
+    }
+    fn flow_b(&self) -> &Flow {
+        self.net.peer(self.b).first()
+    }
+}
+
+/// Assert that `f` received exactly the `expected` bytes of its peer's stream, then EOF, and no error.
+fn assert_exact(name: &str, net: &Network, f: &Flow, expected: u64) {
+    let seed = net.seed();
+    assert!(f.mismatch.is_none(), "{name}: seed {seed}: stream corrupted at offset {:?}\n{}", f.mismatch, net.describe());
+    assert_eq!(f.received, expected, "{name}: seed {seed}: wrong byte count\n{}", net.describe());
+    assert!(f.eof_at.is_some(), "{name}: seed {seed}: no EOF\n{}", net.describe());
+    assert!(f.read_end_at.is_some(), "{name}: seed {seed}: read never returned 0\n{}", net.describe());
+    assert!(f.error.is_none(), "{name}: seed {seed}: error {:?}\n{}", f.error, net.describe());
+}
+
+/// Retransmissions (timeout + fast) over every flow of every node.
+fn total_retransmits(net: &Network) -> (u64, u64) {
+    let mut rto = 0;
+    let mut fast = 0;
+    for n in net.nodes() {
+        let olds = n.previous.iter().map(|(_, p)| p);
+        for p in std::iter::once(&n.app).chain(olds) {
+            for f in &p.flows {
+                if let Some(s) = &f.stats {
+                    rto += s.timeout_retransmits;
+                    fast += s.fast_retransmits;
+                }
+            }
+        }
+    }
+    (rto, fast)
+}
+
+/// The one-line summary of a scenario: throughput, queueing delay on `link`
+/// over `[from, to)`, retransmissions and wall time.
+fn summary(name: &str, net: &Network, thr_bps: f64, link: LinkId, from: u64, to: u64, wall: Instant) {
+    let st = net.link(link).stats();
+    let ms = |p: f64| st.queue_delay_percentile(from, to, p).map_or(f64::NAN, |d| d as f64 / 1000.0);
+    let (rto, fast) = total_retransmits(net);
+    println!(
+        "SUMMARY {name:<34} seed={:<20} vt={:>7.2}s thr={:>6.2} Mbit/s qdelay med={:>6.1} p95={:>6.1} ms retx={} (rto {rto}, fast {fast}) link_lost={} qdrops={} wall={}ms",
+        net.seed(),
+        net.now() as f64 / 1e6,
+        thr_bps / 1e6,
+        ms(50.0),
+        ms(95.0),
+        rto + fast,
+        st.wire_losses(),
+        st.queue_drops,
+        wall.elapsed().as_millis(),
+    );
+}
+
+/// Goodput of a finished flow: bytes over the time from its start to EOF.
+fn transfer_rate(f: &Flow) -> f64 {
+    match f.eof_at {
+        Some(t) if t > f.started_at => f.received as f64 * 8e6 / (t - f.started_at) as f64,
+        _ => 0.0,
+    }
+}
+
+/// A 10 Mbit/s, 25 ms one-way link with a queue of `queue_ms`.
+fn ten_mbit(queue_ms: u64) -> LinkConfig {
+    LinkConfig::new().mbps(10.0).delay_ms(25).queue_ms(queue_ms)
+}
+
+/// Run a bidirectional transfer over links with impairments in both
+/// directions and check both streams byte by byte.
+fn impaired_transfer(name: &str, default_seed: u64, link: LinkConfig, bytes: u64, deadline: u64) -> Pair {
+    let seed = sim::seed_from_env(default_seed);
+    let mut p = Pair::new(seed, link.clone(), link);
+    p.bidirectional(name, bytes, bytes, deadline);
+    assert_exact(name, &p.net, p.flow_b(), bytes);
+    assert_exact(name, &p.net, p.flow_a(), bytes);
+    let thr = transfer_rate(p.flow_b()) + transfer_rate(p.flow_a());
+    summary(name, &p.net, thr, p.ab, 0, u64::MAX, p.wall);
+    p
+}
+
+// ---------------------------------------------------------------------------
+// Clean transfers
+
+#[test]
+fn clean_bidirectional_4mb() {
+    let name = "clean_bidirectional_4mb";
+    let seed = sim::seed_from_env(0xC1EA);
+    let link = LinkConfig::new().mbps(20.0).delay_ms(10).queue_ms(200);
+    let mut p = Pair::new(seed, link.clone(), link);
+    p.bidirectional(name, 4 * MB, 4 * MB, secs(60));
+    assert_exact(name, &p.net, p.flow_b(), 4 * MB);
+    assert_exact(name, &p.net, p.flow_a(), 4 * MB);
+    let (a, b) = (p.flow_a(), p.flow_b());
+    assert!(a.connected_at.is_some() && b.connected_at.is_some());
+    // Both directions at once: each at least a quarter of the 20 Mbit/s.
+    for f in [a, b] {
+        assert!(transfer_rate(f) > 5e6, "{name}: seed {seed}: slow transfer {:.2} Mbit/s\n{}", transfer_rate(f) / 1e6, p.net.describe());
+    }
+    summary(name, &p.net, transfer_rate(a) + transfer_rate(b), p.ab, 0, u64::MAX, p.wall);
+}
+
+#[test]
+fn clean_transfer_then_close_both() {
+    let name = "clean_transfer_then_close_both";
+    let seed = sim::seed_from_env(0xC105E);
+    let link = LinkConfig::new().mbps(20.0).delay_ms(10).queue_ms(200);
+    let mut p = Pair::new(seed, link.clone(), link);
+    p.net.accept_with(p.b, FlowPlan::send(MB).and_close());
+    p.net.connect(p.a, sim::addr(2), FlowPlan::send(MB).and_close());
+    let (a, b) = (p.a, p.b);
+    let done = |n: &Network| [a, b].iter().all(|&x| n.peer(x).flows.iter().all(|f| f.closed_at.is_some()));
+    p.net
+        .run_until_done(secs(120), done)
+        .unwrap_or_else(|e| panic!("{name}: seed {seed}: both sides should see Closed: {e}"));
+    assert_exact(name, &p.net, p.flow_b(), MB);
+    assert_exact(name, &p.net, p.flow_a(), MB);
+    for x in [a, b] {
+        assert_eq!(p.net.endpoint(x).connection_count(), 0, "{name}: seed {seed}: connection left after Closed\n{}", p.net.describe());
+    }
+    summary(name, &p.net, transfer_rate(p.flow_a()) + transfer_rate(p.flow_b()), p.ab, 0, u64::MAX, p.wall);
+}
+
+#[test]
+fn clean_transfer_is_deterministic() {
+    let name = "clean_transfer_is_deterministic";
+    let seed = sim::seed_from_env(0xDE7);
+    let run = || {
+        let link = ten_mbit(200).loss(0.02).reorder(0.05, millis(20));
+        let mut p = Pair::new(seed, link.clone(), link);
+        let t = p.bidirectional(name, 512 * KB, 512 * KB, secs(120));
+        let a = p.flow_a().clone();
+        let b = p.flow_b().clone();
+        (t, a.recv_log, b.recv_log, a.stats, b.stats, p.net.link(p.ab).stats().clone())
+    };
+    let first = run();
+    assert!(first == run(), "{name}: seed {seed}: two runs with the same seed differ");
+    println!("SUMMARY {name:<34} seed={seed:<20} vt={:>7.2}s identical=true", first.0 as f64 / 1e6);
+}
+
+// ---------------------------------------------------------------------------
+// Impairments
+
+#[test]
+fn loss_1_percent() {
+    impaired_transfer("loss_1_percent", 0x1, ten_mbit(100).loss(0.01), 2 * MB, secs(120));
+}
+
+#[test]
+fn loss_5_percent() {
+    impaired_transfer("loss_5_percent", 0x5, ten_mbit(100).loss(0.05), MB, secs(180));
+}
+
+#[test]
+fn loss_20_percent() {
+    impaired_transfer("loss_20_percent", 0x20, ten_mbit(100).loss(0.20), 256 * KB, secs(600));
+}
+
+#[test]
+fn burst_loss() {
+    // Bad state ~3% of the time, bursts of ~3 datagrams, ~2.6% loss overall.
+    impaired_transfer("burst_loss", 0xB0, ten_mbit(100).burst_loss(0.01, 0.3, 0.8), MB, secs(180));
+}
+
+#[test]
+fn reordering() {
+    // 10% of datagrams held back by up to 30 ms (more than the 25 ms path delay).
+    let p = impaired_transfer("reordering", 0x0D, ten_mbit(100).reorder(0.10, millis(30)), 2 * MB, secs(120));
+    assert!(p.net.link(p.ab).stats().reordered > 100);
+}
+
+#[test]
+fn duplication() {
+    let p = impaired_transfer("duplication", 0xD0, ten_mbit(100).duplicate(0.05), 2 * MB, secs(120));
+    let dup_rx: u64 = [p.flow_a(), p.flow_b()].iter().filter_map(|f| f.stats.as_ref()).map(|s| s.duplicates_received).sum();
+    println!("  duplication: link duplicated {} datagrams, endpoints counted {dup_rx} duplicate data packets", p.net.link(p.ab).stats().duplicated + p.net.link(p.ba).stats().duplicated);
+}
+
+#[test]
+fn everything_at_once() {
+    let link = ten_mbit(150).loss(0.01).burst_loss(0.005, 0.3, 0.7).reorder(0.05, millis(20)).duplicate(0.02);
+    impaired_transfer("everything_at_once", 0xA11, link, MB, secs(300));
+}
+
+/// A filter that corrupts a fraction `p` of the datagrams in ways every uTP
+/// parser must reject: bad version, bad type, shorter than a header, or an
+/// extension chain that runs past the end. These must behave like losses.
+fn detectable_corruption(p: f64, counter: Rc<RefCell<u64>>) -> sim::LinkFilter {
+    use rand::Rng;
+    Box::new(move |_, d, rng| {
+        if d.len() < 20 || !rng.gen_bool(p) {
+            return true;
+        }
+        *counter.borrow_mut() += 1;
+        match rng.gen_range(0..4) {
+            0 => d[0] = (d[0] & 0xf0) | [0u8, 2, 3, 15][rng.gen_range(0..4)],
+            1 => d[0] = (rng.gen_range(5u8..16) << 4) | (d[0] & 0x0f),
+            2 => d.truncate(rng.gen_range(0..20)),
+            _ => {
+                // Extension "SACK" whose length runs far past the end.
+                d.truncate(20);
+                d[1] = 1;
+                d.extend_from_slice(&[0, 200, 0, 0]);
+            }
+        }
+        true
+    })
+}
+
+#[test]
+fn corruption_detectable_behaves_like_loss() {
+    let name = "corruption_detectable";
+    let seed = sim::seed_from_env(0xC0);
+    let mut p = Pair::new(seed, ten_mbit(100), ten_mbit(100));
+    let count = Rc::new(RefCell::new(0));
+    p.net.set_link_filter(p.ab, detectable_corruption(0.03, count.clone()));
+    p.net.set_link_filter(p.ba, detectable_corruption(0.03, count.clone()));
+    p.bidirectional(name, MB, MB, secs(180));
+    assert_exact(name, &p.net, p.flow_b(), MB);
+    assert_exact(name, &p.net, p.flow_a(), MB);
+    assert!(*count.borrow() > 20, "{name}: seed {seed}: only {} corrupted", count.borrow());
+    println!("  {name}: {} datagrams corrupted", count.borrow());
+    summary(name, &p.net, transfer_rate(p.flow_a()) + transfer_rate(p.flow_b()), p.ab, 0, u64::MAX, p.wall);
+}
+
+/// uTP has no checksum (UDP's catches corruption on real networks), so a
+/// flipped payload byte cannot be detected by any implementation. With
+/// corruption anywhere the engine must not panic or livelock; the outcome is
+/// reported, not asserted.
+#[test]
+fn corruption_anywhere_no_panic() {
+    let name = "corruption_anywhere";
+    let base = sim::seed_from_env(0xC1);
+    let seeds: Vec<u64> = if std::env::var(sim::SEED_ENV).is_ok() { vec![base] } else { (0..8).map(|i| base + i).collect() };
+    let wall = Instant::now();
+    let mut outcomes = BTreeMap::new();
+    for seed in seeds {
+        let link = ten_mbit(100).corrupt(0.02);
+        let mut p = Pair::new(seed, link.clone(), link);
+        p.net.accept_with(p.b, FlowPlan::send(256 * KB));
+        p.net.connect(p.a, sim::addr(2), FlowPlan::send(256 * KB));
+        let (a, b) = (p.a, p.b);
+        let r = p.net.run_until_done(secs(300), |n| n.peer(a).all_ended() && n.peer(b).all_ended());
+        if let Err(e) = &r {
+            assert_ne!(e.reason, sim::StopReason::Livelock, "{name}: seed {seed}: {e}");
+        }
+        let f = |x: NodeId| p.net.peer(x).flows.first().cloned();
+        let describe = |f: Option<Flow>| match f {
+            None => "no connection".to_string(),
+            Some(f) if f.error.is_some() => format!("error {:?}", f.error.unwrap().1),
+            Some(f) if f.mismatch.is_some() => "corrupted stream".to_string(),
+            Some(f) if f.eof_at.is_some() && f.received == 256 * KB => "exact".to_string(),
+            Some(f) if f.eof_at.is_some() => format!("EOF after {} bytes", f.received),
+            Some(f) => format!("stuck at {} bytes", f.received),
+        };
+        let key = format!("a:{} / b:{}", describe(f(a)), describe(f(b)));
+        *outcomes.entry(key).or_insert(0) += 1;
+    }
+    println!("SUMMARY {name:<34} seed={base:<20} outcomes={outcomes:?} wall={}ms", wall.elapsed().as_millis());
+}
+
+/// Many seeds, small transfers, all impairments: a net for rare bugs.
+#[test]
+fn chaos_sweep() {
+    let name = "chaos_sweep";
+    let base = sim::seed_from_env(0xCA05);
+    let seeds: Vec<u64> = if std::env::var(sim::SEED_ENV).is_ok() { vec![base] } else { (0..16).map(|i| base + i).collect() };
+    let wall = Instant::now();
+    let mut vt = Vec::new();
+    for seed in seeds {
+        let link = ten_mbit(80).loss(0.03).burst_loss(0.01, 0.4, 0.6).reorder(0.08, millis(40)).duplicate(0.03);
+        let mut p = Pair::new(seed, link.clone(), link);
+        let bytes = 128 * KB + seed % 5000;
+        let t = p.bidirectional(name, bytes, bytes / 2, secs(600));
+        assert_exact(name, &p.net, p.flow_b(), bytes);
+        assert_exact(name, &p.net, p.flow_a(), bytes / 2);
+        vt.push(t as f64 / 1e6);
+    }
+    vt.sort_by(f64::total_cmp);
+    println!(
+        "SUMMARY {name:<34} seed={base:<20} runs={} vt_median={:.2}s vt_max={:.2}s wall={}ms",
+        vt.len(),
+        vt[vt.len() / 2],
+        vt[vt.len() - 1],
+        wall.elapsed().as_millis()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Bottleneck: LEDBAT and Reno
+
+const TARGET_US: u64 = 100_000;
+
+/// Senders `addr(1..)` with the given controllers, all sending to `addr(100)`
+/// through one 10 Mbit/s, 1 s-buffer, 50 ms-RTT bottleneck.
+struct Dumbbell {
+    seed: u64,
+    net: Network,
+    senders: Vec<NodeId>,
+    receiver: NodeId,
+    up: LinkId,
+    wall: Instant,
+}
+
+impl Dumbbell {
+    fn new(seed: u64, kinds: &[CongestionKind]) -> Self {
+        let mut net = Network::new(seed);
+        let receiver = net.add_node(sim::addr(100), EndpointConfig::default());
+        let up = net.add_link(ten_mbit(1000));
+        let down = net.add_link(ten_mbit(1000));
+        let senders = kinds
+            .iter()
+            .enumerate()
+            .map(|(i, &congestion)| {
+                let s = net.add_node(sim::addr(1 + i as u8), EndpointConfig { congestion, ..Default::default() });
+                net.route(s, receiver, up);
+                net.route(receiver, s, down);
+                s
+            })
+            .collect();
+        net.accept_with(receiver, FlowPlan::sink());
+        Dumbbell { seed, net, senders, receiver, up, wall: Instant::now() }
+    }
+
+    /// Start backlogged flows at the given times, then run until `end`.
+    fn run(&mut self, name: &str, starts: &[u64], end: u64) {
+        let mut order: Vec<(u64, NodeId)> = starts.iter().copied().zip(self.senders.iter().copied()).collect();
+        order.sort();
+        for (t, s) in order {
+            self.net.run_until(t).unwrap_or_else(|e| panic!("{name}: {e}"));
+            self.net.connect(s, sim::addr(100), FlowPlan::unbounded());
+        }
+        self.net.run_until(end).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let seed = self.seed;
+        for f in &self.net.peer(self.receiver).flows {
+            assert!(f.mismatch.is_none() && f.error.is_none(), "{name}: seed {seed}: {f}");
+        }
+    }
+
+    /// Goodput (bits/s) of sender `i` measured at the receiver over `[from, to)`.
+    fn goodput(&self, i: usize, from: u64, to: u64) -> f64 {
+        let addr = self.net.addr(self.senders[i]);
+        let peer = self.net.peer(self.receiver);
+        let f = peer.flows.iter().find(|f| f.remote == Some(addr));
+        f.map_or(0.0, |f| f.goodput_bps(from, to))
+    }
+
+    fn qdelay_ms(&self, from: u64, to: u64, p: f64) -> f64 {
+        self.net.link(self.up).stats().queue_delay_percentile(from, to, p).unwrap_or(0) as f64 / 1000.0
+    }
+
+    fn utilisation(&self, from: u64, to: u64) -> f64 {
+        self.net.link(self.up).stats().throughput_bps(from, to) / 10e6
+    }
+}
+
+#[test]
+fn bottleneck_ledbat_keeps_delay_near_target() {
+    let name = "bottleneck_ledbat_alone";
+    let seed = sim::seed_from_env(0x1EDBA7);
+    let mut d = Dumbbell::new(seed, &[CongestionKind::Ledbat]);
+    let (from, to) = (secs(10), secs(40));
+    d.run(name, &[0], to);
+    let (med, p95, util) = (d.qdelay_ms(from, to, 50.0), d.qdelay_ms(from, to, 95.0), d.utilisation(from, to));
+    summary(name, &d.net, d.goodput(0, from, to), d.up, from, to, d.wall);
+    let target = TARGET_US as f64 / 1000.0;
+    assert!(
+        (0.5 * target..=1.5 * target).contains(&med),
+        "{name}: seed {seed}: median queueing delay {med:.1} ms (p95 {p95:.1}), target {target} ms\n{}",
+        d.net.describe()
+    );
+    assert!(util >= 0.9, "{name}: seed {seed}: link utilisation {:.1}%\n{}", util * 100.0, d.net.describe());
+}
+
+#[test]
+fn bottleneck_reno_fills_the_buffer() {
+    let name = "bottleneck_reno_alone";
+    let seed = sim::seed_from_env(0x2E40);
+    let mut d = Dumbbell::new(seed, &[CongestionKind::Reno]);
+    let (from, to) = (secs(10), secs(40));
+    d.run(name, &[0], to);
+    let (med, util) = (d.qdelay_ms(from, to, 50.0), d.utilisation(from, to));
+    summary(name, &d.net, d.goodput(0, from, to), d.up, from, to, d.wall);
+    // The default 1 MiB send/receive buffers cap Reno at ~0.8 s of queue.
+    assert!(med > 3.0 * TARGET_US as f64 / 1000.0, "{name}: seed {seed}: Reno kept the queue at {med:.1} ms\n{}", d.net.describe());
+    assert!(util >= 0.9, "{name}: seed {seed}: link utilisation {:.1}%\n{}", util * 100.0, d.net.describe());
+}
+
+#[test]
+fn bottleneck_ledbat_yields_to_reno() {
+    let name = "bottleneck_ledbat_vs_reno";
+    let seed = sim::seed_from_env(0x1E7D);
+    let mut d = Dumbbell::new(seed, &[CongestionKind::Ledbat, CongestionKind::Reno]);
+    let (from, to) = (secs(15), secs(45));
+    // LEDBAT first (it has the link to itself), Reno joins.
+    d.run(name, &[0, secs(5)], to);
+    let (ledbat, reno) = (d.goodput(0, from, to), d.goodput(1, from, to));
+    let share = reno / (ledbat + reno);
+    summary(name, &d.net, ledbat + reno, d.up, from, to, d.wall);
+    println!("  {name}: ledbat {:.2} Mbit/s, reno {:.2} Mbit/s, reno share {:.1}%", ledbat / 1e6, reno / 1e6, share * 100.0);
+    assert!(share >= 0.75, "{name}: seed {seed}: Reno only got {:.1}% (LEDBAT {:.2} Mbit/s, Reno {:.2} Mbit/s)\n{}", share * 100.0, ledbat / 1e6, reno / 1e6, d.net.describe());
+    assert!(d.utilisation(from, to) >= 0.9, "{name}: seed {seed}: link utilisation {:.1}%", d.utilisation(from, to) * 100.0);
+}
+
+#[test]
+fn bottleneck_two_ledbat_share_fairly() {
+    let name = "bottleneck_two_ledbat";
+    let seed = sim::seed_from_env(0x2_1EDBA7);
+    let mut d = Dumbbell::new(seed, &[CongestionKind::Ledbat, CongestionKind::Ledbat]);
+    let (from, to) = (secs(15), secs(45));
+    d.run(name, &[0, 0], to);
+    let x = [d.goodput(0, from, to), d.goodput(1, from, to)];
+    let jain = sim::jain_index(&x);
+    summary(name, &d.net, x[0] + x[1], d.up, from, to, d.wall);
+    println!("  {name}: flows {:.2} / {:.2} Mbit/s, Jain index {jain:.3}", x[0] / 1e6, x[1] / 1e6);
+    assert!(jain > 0.8, "{name}: seed {seed}: unfair: {:.2} vs {:.2} Mbit/s (Jain {jain:.3})\n{}", x[0] / 1e6, x[1] / 1e6, d.net.describe());
+    assert!(d.utilisation(from, to) >= 0.9, "{name}: seed {seed}: link utilisation {:.1}%", d.utilisation(from, to) * 100.0);
+}
+
+// ---------------------------------------------------------------------------
+// Failures and connection teardown
+
+/// Run until the first flow of `node` reports an error; returns its time and kind.
+fn wait_for_error(name: &str, net: &mut Network, node: NodeId, deadline: u64) -> (u64, ConnectionError) {
+    let seed = net.seed();
+    net.run_until_done(deadline, |n| n.peer(node).flows.first().is_some_and(|f| f.error.is_some()))
+        .unwrap_or_else(|e| panic!("{name}: seed {seed}: expected a connection error: {e}"));
+    net.peer(node).first().error.expect("checked")
+}
+
+fn connect_timeout_case(name: &str, seed: u64, config: EndpointConfig, blackhole_node: bool) {
+    let timeout = config.connect_timeout_us;
+    let mut net = Network::new(seed);
+    net.trace = true;
+    let wall = Instant::now();
+    let a = net.add_node(sim::addr(1), config);
+    let link = if blackhole_node {
+        let b = net.add_node(sim::addr(2), EndpointConfig::default());
+        let (ab, _) = net.connect_nodes(a, b, ten_mbit(100), ten_mbit(100));
+        net.link_mut(ab).set_up(false);
+        ab
+    } else {
+        net.add_link(ten_mbit(100))
+    };
+    let h = net.connect(a, sim::addr(2), FlowPlan::send(MB));
+    let (t, err) = wait_for_error(name, &mut net, a, timeout + secs(60));
+    let syns = net.trace_log().iter().filter(|e| !e.delivered && e.header.is_some_and(|h| h.packet_type == wire::ST_SYN)).count();
+    summary(name, &net, 0.0, link, 0, u64::MAX, wall);
+    println!("  {name}: {err:?} after {:.3} s (connect timeout {:.3} s), {syns} SYNs sent", t as f64 / 1e6, timeout as f64 / 1e6);
+    assert!(matches!(err, ConnectionError::TimedOut | ConnectionError::Refused), "{name}: seed {seed}: {err:?}");
+    assert!(
+        t >= timeout * 9 / 10 && t <= timeout + secs(1),
+        "{name}: seed {seed}: gave up after {:.3} s, connect timeout is {:.3} s",
+        t as f64 / 1e6,
+        timeout as f64 / 1e6
+    );
+    assert!(syns >= 2, "{name}: seed {seed}: the SYN was never retransmitted ({syns} sent)");
+    let f = net.peer(a).first();
+    assert!(f.connected_at.is_none() && f.handle == h);
+    assert!(f.events.iter().all(|(_, e)| !matches!(e, Event::Connected(_))));
+}
+
+#[test]
+fn connect_to_nobody_times_out() {
+    let seed = sim::seed_from_env(0x0B0D1);
+    connect_timeout_case("connect_to_nobody_default", seed, EndpointConfig::default(), false);
+}
+
+#[test]
+fn connect_timeout_follows_config() {
+    let seed = sim::seed_from_env(0x0B0D2);
+    let config = EndpointConfig { connect_timeout_us: secs(5), ..Default::default() };
+    connect_timeout_case("connect_to_nobody_5s", seed, config, false);
+}
+
+#[test]
+fn connect_with_syns_dropped_times_out() {
+    let seed = sim::seed_from_env(0x0B0D3);
+    connect_timeout_case("connect_syns_dropped", seed, EndpointConfig::default(), true);
+}
+
+#[test]
+fn connect_to_non_accepting_node_fails() {
+    let name = "connect_non_accepting";
+    let seed = sim::seed_from_env(0x0B0D4);
+    let cfg_b = EndpointConfig { accept_incoming: false, ..Default::default() };
+    let mut p = Pair::with_configs(seed, ten_mbit(100), ten_mbit(100), EndpointConfig::default(), cfg_b);
+    p.net.connect(p.a, sim::addr(2), FlowPlan::send(MB));
+    let timeout = EndpointConfig::default().connect_timeout_us;
+    let (t, err) = wait_for_error(name, &mut p.net, p.a, timeout + secs(60));
+    summary(name, &p.net, 0.0, p.ab, 0, u64::MAX, p.wall);
+    println!("  {name}: {err:?} after {:.3} s", t as f64 / 1e6);
+    assert!(matches!(err, ConnectionError::TimedOut | ConnectionError::Refused), "{name}: seed {seed}: {err:?}");
+    assert!(t <= timeout + secs(1), "{name}: seed {seed}: took {:.3} s", t as f64 / 1e6);
+    assert!(p.net.peer(p.b).flows.is_empty(), "{name}: seed {seed}: B accepted a connection");
+}
+
+#[test]
+fn peer_vanishes_mid_transfer() {
+    let name = "peer_vanishes_mid_transfer";
+    let seed = sim::seed_from_env(0x7A815);
+    let mut p = Pair::new(seed, ten_mbit(100), ten_mbit(100));
+    p.net.connect(p.a, sim::addr(2), FlowPlan::unbounded());
+    let vanish = secs(3);
+    p.net.run_until(vanish).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let before = p.flow_b().received;
+    assert!(before > 100 * KB, "{name}: seed {seed}: only {before} bytes before the peer vanished\n{}", p.net.describe());
+    p.net.link_mut(p.ab).set_up(false);
+    p.net.link_mut(p.ba).set_up(false);
+    let (t, err) = wait_for_error(name, &mut p.net, p.a, vanish + secs(120));
+    summary(name, &p.net, p.flow_b().goodput_bps(0, vanish), p.ab, 0, vanish, p.wall);
+    println!("  {name}: {err:?} {:.3} s after the peer vanished ({before} bytes delivered)", (t - vanish) as f64 / 1e6);
+    assert_eq!(err, ConnectionError::TimedOut, "{name}: seed {seed}");
+    // libutp gives up after ~31 RTOs' worth of back-off (about 31 s with a 1 s RTO).
+    assert!(t - vanish <= secs(60), "{name}: seed {seed}: took {:.3} s to give up", (t - vanish) as f64 / 1e6);
+    assert!(p.flow_b().mismatch.is_none(), "{name}: seed {seed}: corrupted stream");
+}
+
+#[test]
+fn peer_restarts_mid_transfer_reset() {
+    let name = "peer_restarts_reset";
+    let seed = sim::seed_from_env(0x2E5E7);
+    let mut p = Pair::new(seed, ten_mbit(100), ten_mbit(100));
+    p.net.connect(p.a, sim::addr(2), FlowPlan::unbounded());
+    let restart = secs(3);
+    p.net.run_until(restart).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert!(p.flow_b().received > 100 * KB, "{name}: seed {seed}: transfer did not start\n{}", p.net.describe());
+    p.net.trace = true;
+    p.net.restart_node(p.b, EndpointConfig::default());
+    let (t, err) = wait_for_error(name, &mut p.net, p.a, restart + secs(30));
+    let resets = p.net.trace_log().iter().filter(|e| !e.delivered && e.header.is_some_and(|h| h.packet_type == wire::ST_RESET)).count();
+    summary(name, &p.net, 0.0, p.ab, 0, restart, p.wall);
+    println!("  {name}: {err:?} {:.3} s after the restart, {resets} RESETs sent", (t - restart) as f64 / 1e6);
+    assert_eq!(err, ConnectionError::Reset, "{name}: seed {seed}\n{}", p.net.describe());
+    assert!(t - restart <= secs(5), "{name}: seed {seed}: took {:.3} s", (t - restart) as f64 / 1e6);
+    assert!(p.net.peer(p.b).flows.is_empty(), "{name}: seed {seed}: the restarted node accepted a stale connection");
+}
+
+/// Watches the a->b link: drops the first transmission of the data packets
+/// that carry stream offsets `[lo, hi)`, and notes when the FIN and the
+/// retransmissions of the dropped packets pass.
+#[derive(Debug, Default)]
+struct HoleProbe {
+    next_offset: u64,
+    first_seen: BTreeSet<u16>,
+    dropped: BTreeSet<u16>,
+    retransmitted_at: BTreeMap<u16, u64>,
+    fin_at: Option<u64>,
+}
+
+#[test]
+fn fin_arrives_before_missing_data() {
+    let name = "fin_with_missing_data";
+    let seed = sim::seed_from_env(0xF1);
+    let total = 300 * KB;
+    let (lo, hi) = (total - 10 * 1400, total - 2 * 1400);
+    let mut p = Pair::new(seed, ten_mbit(100), ten_mbit(100));
+    let probe = Rc::new(RefCell::new(HoleProbe::default()));
+    let pr = probe.clone();
+    p.net.set_link_filter(
+        p.ab,
+        Box::new(move |now, d, _| {
+            let Some(h) = wire::peek(d) else { return true };
+            let mut pr = pr.borrow_mut();
+            match h.packet_type {
+                wire::ST_FIN => {
+                    pr.fin_at.get_or_insert(now);
+                    true
+                }
+                wire::ST_DATA if h.payload_len > 0 => {
+                    if !pr.first_seen.insert(h.seq_nr) {
+                        if pr.dropped.contains(&h.seq_nr) {
+                            pr.retransmitted_at.entry(h.seq_nr).or_insert(now);
+                        }
+                        return true;
+                    }
+                    let off = pr.next_offset;
+                    pr.next_offset += h.payload_len as u64;
+                    if (lo..hi).contains(&off) {
+                        pr.dropped.insert(h.seq_nr);
+                        return false;
+                    }
+                    true
+                }
+                _ => true,
+            }
+        }),
+    );
+    p.net.accept_with(p.b, FlowPlan::sink());
+    p.net.connect(p.a, sim::addr(2), FlowPlan::send(total));
+    let b = p.b;
+    p.net
+        .run_until_done(secs(60), |n| n.peer(b).flows.first().is_some_and(|f| f.eof_at.is_some() || f.error.is_some()))
+        .unwrap_or_else(|e| panic!("{name}: seed {seed}: B never saw EOF: {e}"));
+    let pr = probe.borrow();
+    let fb = p.flow_b();
+    assert_exact(name, &p.net, fb, total);
+    assert!(!pr.dropped.is_empty(), "{name}: seed {seed}: no packet was dropped: {pr:?}");
+    assert_eq!(pr.dropped.len(), pr.retransmitted_at.len(), "{name}: seed {seed}: not every hole was retransmitted: {pr:?}");
+    let last_fix = *pr.retransmitted_at.values().max().expect("non-empty");
+    let fin_at = pr.fin_at.expect("assert_exact saw EOF, so a FIN passed");
+    let eof = fb.eof_at.expect("checked");
+    summary(name, &p.net, transfer_rate(fb), p.ab, 0, u64::MAX, p.wall);
+    println!(
+        "  {name}: dropped {} packets, FIN passed at {:.3} s, last hole filled at {:.3} s, EOF at {:.3} s",
+        pr.dropped.len(),
+        fin_at as f64 / 1e6,
+        last_fix as f64 / 1e6,
+        eof as f64 / 1e6
+    );
+    assert!(fin_at < last_fix, "{name}: seed {seed}: scenario shape: the FIN was only sent after the holes were filled");
+    assert!(eof > last_fix, "{name}: seed {seed}: EOF at {eof} before the last missing packet ({last_fix})");
+}
