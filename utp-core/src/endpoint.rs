@@ -601,6 +601,11 @@ impl Endpoint {
             .unwrap_or(Err(StreamError::InvalidHandle))
     }
 
+    /// Bytes `write` would accept right now (free space in the send buffer).
+    pub fn send_capacity(&self, h: ConnectionHandle) -> usize {
+        self.conns.get(&h.0).map_or(0, |e| e.conn.send_capacity())
+    }
+
     /// Bytes that `read` can return right now.
     pub fn readable_bytes(&self, h: ConnectionHandle) -> usize {
         self.conns.get(&h.0).map_or(0, |e| e.conn.readable_bytes())

@@ -449,3 +449,54 @@ fn server_speaks_first() {
         client.join().unwrap();
     });
 }
+
+#[test]
+fn connect_to_closed_ipv6_port_is_refused_quickly() {
+    with_timeout(60, || {
+        let addr = std::net::UdpSocket::bind("[::1]:0").unwrap().local_addr().unwrap();
+        let start = Instant::now();
+        let err = UtpStream::connect(addr).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
+        assert!(start.elapsed() < Duration::from_secs(2));
+    });
+}
+
+#[test]
+fn close_is_bounded_by_linger_when_peer_never_reads() {
+    use utp_core::runtime::RuntimeConfig;
+    with_timeout(60, || {
+        let listener = UtpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut config = RuntimeConfig::default();
+        config.endpoint.linger_us = 500_000;
+        let ctx = UtpContext::bind_with_config("127.0.0.1:0".parse().unwrap(), config).unwrap();
+        let c = ctx.connect(addr).unwrap();
+        (&c).write_all(b"x").unwrap();
+        let (s, _) = listener.accept().unwrap();
+        // Fill every buffer on the way; `s` never reads.
+        c.set_nonblocking(true).unwrap();
+        let chunk = vec![1u8; 64 * 1024];
+        let start = Instant::now();
+        let mut stalled = 0;
+        while stalled < 50 {
+            match (&c).write(&chunk) {
+                Ok(_) => stalled = 0,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    stalled += 1;
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("{e}"),
+            }
+            assert!(start.elapsed() < Duration::from_secs(20));
+        }
+        let watch = ctx.exit_watch();
+        let closed_at = Instant::now();
+        drop(c);
+        drop(ctx);
+        assert!(watch.wait(Duration::from_secs(10)), "context did not give up");
+        let took = closed_at.elapsed();
+        eprintln!("close with unread data gave up after {took:?}");
+        assert!(took >= Duration::from_millis(400), "{took:?}");
+        drop(s);
+    });
+}

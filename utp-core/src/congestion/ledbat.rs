@@ -11,11 +11,12 @@
 //!   `ssthresh = cwnd`; it also ends when `cwnd` reaches `ssthresh`.
 //! * **Congestion avoidance**:
 //!   `off_target = clamp((target − delay)/target, −1, 1)`,
-//!   `gain = GAIN · off_target · mss · min(acked, cwnd) / cwnd`,
-//!   i.e. at most one `mss` per RTT of growth at zero delay, and one `mss`
-//!   per RTT of shrinking at twice the target or more. A decrease is also
-//!   bounded to `acked/2` per ACK, so the window at most halves per RTT
-//!   (RFC 6817 §2.4.2). With an unknown delay, `off_target = 1`.
+//!   growth `gain = GAIN · off_target · mss · min(acked, cwnd) / cwnd` when
+//!   below the target (at most one `mss` per RTT, at zero delay), and a
+//!   decrease `DECREASE_GAIN · off_target · acked` above it, proportional to
+//!   the window: at twice the target or more the window halves per RTT
+//!   (RFC 6817 §2.4.2's bound), so a queue left by slow start drains in a
+//!   few RTTs. With an unknown delay, `off_target = 1`.
 //! * Growth of either kind happens only when `window_limited`; decreases
 //!   always apply.
 //! * **Loss** (`on_loss`): `cwnd = max(cwnd/2, min)`, `ssthresh = cwnd`,
@@ -35,6 +36,11 @@ use super::{within_loss_interval, AckSample, CongestionConfig, CongestionControl
 /// speed. At 10–20 Mbit/s and 50 ms RTT the bandwidth-delay product is
 /// 45–90 packets, which slow start reaches in 5–6 RTTs.
 pub const GAIN: f64 = 1.0;
+
+/// Fraction of the window removed per RTT when the delay is twice the
+/// target or more (proportionally less closer to the target): RFC 6817 allows
+/// up to halving per RTT.
+pub const DECREASE_GAIN: f64 = 0.5;
 
 /// Slow start ends once the queuing delay reaches this fraction of the target
 /// (libutp's value).
@@ -132,12 +138,20 @@ impl CongestionControl for Ledbat {
             }
         } else {
             let off_target = delay.map_or(1.0, |d| ((target - d) / target).clamp(-1.0, 1.0));
-            let mut gain = GAIN * off_target * self.mss as f64 * acked / self.cwnd;
-            if gain > 0.0 && !s.window_limited {
-                gain = 0.0;
-            }
-            // At most halving per RTT: an ACK for `acked` bytes removes at most half of them.
-            gain = gain.max(-acked / 2.0);
+            let gain = if off_target >= 0.0 {
+                // Growth is bounded: at most GAIN packets per RTT.
+                if s.window_limited {
+                    GAIN * off_target * self.mss as f64 * acked / self.cwnd
+                } else {
+                    0.0
+                }
+            } else {
+                // Shrinking is proportional to the window, so a queue built
+                // by slow start drains within a few RTTs instead of the
+                // minutes one packet per RTT would take on a fast link; at
+                // twice the target or more the window halves per RTT.
+                DECREASE_GAIN * off_target * acked
+            };
             self.cwnd += gain;
         }
         self.clamp();
@@ -359,25 +373,19 @@ mod tests {
         for limited in [true, false] {
             let mut c = in_avoidance(20 * MSS);
             ack_one_window(&mut c, Some(150_000), limited, 0);
-            // off_target = -0.5 → about half an MSS less.
+            // off_target = -0.5 → a quarter of the window per RTT (DECREASE_GAIN 0.5).
             let w = c.window();
-            assert!(
-                (20 * MSS - MSS * 6 / 10..20 * MSS - MSS * 4 / 10).contains(&w),
-                "{w}"
-            );
+            assert!((20 * MSS * 70 / 100..20 * MSS * 82 / 100).contains(&w), "{w}");
         }
     }
 
     #[test]
     fn ledbat_decrease_is_bounded() {
-        // Far above target: off_target clamps at -1, one MSS per RTT.
+        // Far above target: off_target clamps at -1; the window at most halves per RTT.
         let mut c = in_avoidance(20 * MSS);
         ack_one_window(&mut c, Some(5_000_000), true, 0);
         let w = c.window();
-        assert!(
-            (20 * MSS - MSS * 11 / 10..20 * MSS - MSS * 9 / 10).contains(&w),
-            "{w}"
-        );
+        assert!((10 * MSS..20 * MSS * 70 / 100).contains(&w), "{w}");
         // A single huge ACK on a small window halves at most.
         let mut c = in_avoidance(4 * MSS);
         c.on_ack(&ack(4 * MSS, Some(5_000_000), true, 0));

@@ -351,6 +351,15 @@ impl Connection {
         }
     }
 
+    /// Room in the send buffer (0 once the write half is shut or the connection failed).
+    pub fn send_capacity(&self) -> usize {
+        if self.send.fin_queued() || !matches!(self.state, State::SynSent | State::SynRecv | State::Connected) {
+            0
+        } else {
+            self.send.free_space()
+        }
+    }
+
     /// Bytes ready to be read.
     pub fn readable_bytes(&self) -> usize {
         self.recv.readable()

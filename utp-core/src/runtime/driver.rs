@@ -39,6 +39,8 @@ use super::waker::Waker;
 const RECV_ROUNDS: usize = 8;
 /// Datagrams we hold (taken from the engine, not yet accepted by the kernel).
 const MAX_QUEUED_TRANSMITS: usize = 4 * BATCH;
+/// Retry delay after `ENOBUFS` (no `POLLOUT` edge to wait for).
+const ENOBUFS_RETRY_US: u64 = 1_000;
 /// Scratch buffer for moving received bytes from the engine to a handle.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -88,6 +90,7 @@ pub(crate) fn start(addr: SocketAddr, config: RuntimeConfig) -> io::Result<Arc<C
             scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
             shutting_down: false,
             exit_deadline: None,
+            send_retry_at: None,
             stats: DriverStats::default(),
         };
         let result = catch_unwind(AssertUnwindSafe(|| driver.run()));
@@ -169,6 +172,8 @@ struct Driver {
     scratch: Box<[u8]>,
     shutting_down: bool,
     exit_deadline: Option<u64>,
+    /// Sending paused after `ENOBUFS` until this instant.
+    send_retry_at: Option<u64>,
     stats: DriverStats,
 }
 
@@ -187,12 +192,15 @@ impl Driver {
                     deadline = Some(deadline.map_or(d, |x| x.min(d)));
                 }
             }
-            if let Some(d) = self.exit_deadline {
+            for d in [self.exit_deadline, self.send_retry_at]
+                .into_iter()
+                .flatten()
+            {
                 deadline = Some(deadline.map_or(d, |x| x.min(d)));
             }
             let wait_us = deadline.map(|d| d.saturating_sub(now));
             let mut udp_events = libc::POLLIN;
-            if !self.transmits.is_empty() {
+            if !self.transmits.is_empty() && self.send_retry_at.is_none() {
                 udp_events |= libc::POLLOUT;
             }
             let (udp_revents, wake_revents) = self.poll(udp_events, wait_us);
@@ -229,6 +237,9 @@ impl Driver {
 
             // 4. Timers.
             let now = self.now();
+            if self.send_retry_at.is_some_and(|t| t <= now) {
+                self.send_retry_at = None;
+            }
             if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
                 self.endpoint.handle_timeout(now);
             }
@@ -687,6 +698,9 @@ impl Driver {
     }
 
     fn flush_transmits(&mut self) {
+        if self.send_retry_at.is_some() {
+            return;
+        }
         loop {
             while self.transmits.len() < MAX_QUEUED_TRANSMITS {
                 match self.endpoint.poll_transmit() {
@@ -703,8 +717,12 @@ impl Driver {
             self.stats.datagrams_sent += out.sent as u64;
             self.stats.datagrams_dropped += out.dropped as u64;
             if out.blocked {
-                // Keep them; POLLOUT brings us back.
+                // Keep them; POLLOUT (or, for ENOBUFS, a short timer)
+                // brings us back.
                 self.stats.send_blocked += 1;
+                if out.no_buffers {
+                    self.send_retry_at = Some(self.now() + ENOBUFS_RETRY_US);
+                }
                 return;
             }
         }

@@ -127,6 +127,12 @@ pub(crate) struct ConnShared {
     pub engine: AtomicUsize,
 }
 
+/// Runs a user callback on the I/O thread; a panic in it must not take the
+/// whole context down, so it is caught and dropped.
+fn run_callback(cb: &SharedCallback) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb()));
+}
+
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
 impl ConnShared {
@@ -161,7 +167,7 @@ impl ConnShared {
         self.cond.notify_all();
         let cb = self.callback.lock().clone();
         if let Some(cb) = cb {
-            cb();
+            run_callback(&cb);
         }
     }
 }
@@ -213,7 +219,7 @@ impl ContextShared {
         self.accept_cond.notify_all();
         let cb = self.listener_callback.lock().clone();
         if let Some(cb) = cb {
-            cb();
+            run_callback(&cb);
         }
     }
 }

@@ -60,6 +60,10 @@ pub struct IcmpError {
     pub kind: IcmpKind,
     /// The errno the kernel attached (`ECONNREFUSED`, `EMSGSIZE`, ...).
     pub errno: i32,
+    /// The start of the offending datagram (a uTP header names the
+    /// connection id), `original_len` bytes of it.
+    pub original: [u8; 32],
+    pub original_len: usize,
 }
 
 /// Something `sendmmsg` can send.
@@ -96,6 +100,9 @@ pub struct SendOutcome {
     pub dropped: usize,
     /// The kernel buffer is full: wait for `POLLOUT` before trying again.
     pub blocked: bool,
+    /// The kernel was out of buffers (`ENOBUFS`): `POLLOUT` may not tell
+    /// when to retry, so retry on a short timer.
+    pub no_buffers: bool,
 }
 
 /// A non-blocking UDP socket.
@@ -431,8 +438,13 @@ impl UdpSocket {
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
                 Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) | Some(libc::ENOBUFS) => {
+                Some(libc::EAGAIN) => {
                     out.blocked = true;
+                    return out;
+                }
+                Some(libc::ENOBUFS) => {
+                    out.blocked = true;
+                    out.no_buffers = true;
                     return out;
                 }
                 // A pending asynchronous error (from an earlier ICMP) is
@@ -461,7 +473,7 @@ impl UdpSocket {
         loop {
             // SAFETY: zeroed sockaddr_storage is valid.
             let mut name: libc::sockaddr_storage = unsafe { mem::zeroed() };
-            let mut data = [0u8; 64];
+            let mut data = [0u8; 32];
             let mut control = [0u64; 64];
             let mut iov = libc::iovec {
                 iov_base: data.as_mut_ptr() as *mut libc::c_void,
@@ -521,6 +533,8 @@ impl UdpSocket {
                 destination,
                 kind: classify(&ee),
                 errno: ee.ee_errno as i32,
+                original: data,
+                original_len: (r as usize).min(data.len()),
             }));
         }
     }
@@ -786,6 +800,7 @@ mod tests {
         assert_eq!(err.destination, dest);
         assert_eq!(err.kind, IcmpKind::PortUnreachable);
         assert_eq!(err.errno, libc::ECONNREFUSED);
+        assert_eq!(&err.original[..err.original_len], b"anyone?");
         assert_eq!(sock.read_error().unwrap(), None);
         // The pending error must not break later sends.
         let mut q = VecDeque::from(vec![(dest, b"again".to_vec())]);
@@ -824,7 +839,7 @@ mod tests {
             SendOutcome {
                 sent: 1,
                 dropped: 1,
-                blocked: false
+                ..Default::default()
             }
         );
         assert!(q.is_empty());

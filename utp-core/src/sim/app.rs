@@ -133,6 +133,37 @@ pub struct Flow {
     pub stats: Option<ConnectionStats>,
     /// Every event of this connection, with its time.
     pub events: Vec<(u64, Event)>,
+    send_cache: PatternCache,
+}
+
+/// A window of the stream we send, so a short `write` does not make us
+/// generate the same bytes again.
+#[derive(Clone, Default)]
+struct PatternCache {
+    start: u64,
+    bytes: Vec<u8>,
+}
+
+impl fmt::Debug for PatternCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PatternCache({}..{})", self.start, self.start + self.bytes.len() as u64)
+    }
+}
+
+impl PatternCache {
+    /// Up to `want` bytes of stream `key` from `offset` (at least one byte if
+    /// `want > 0`); refills `fill` bytes (at least `want`) when needed.
+    fn get(&mut self, key: u64, offset: u64, want: usize, fill: usize) -> &[u8] {
+        let end = self.start + self.bytes.len() as u64;
+        if offset < self.start || offset >= end {
+            self.start = offset;
+            self.bytes.resize(fill.max(want), 0);
+            fill_pattern(key, offset, &mut self.bytes);
+        }
+        let from = (offset - self.start) as usize;
+        let n = want.min(self.bytes.len() - from);
+        &self.bytes[from..from + n]
+    }
 }
 
 impl Flow {
@@ -160,6 +191,7 @@ impl Flow {
             call_errors: Vec::new(),
             stats: None,
             events: Vec::new(),
+            send_cache: PatternCache::default(),
         }
     }
 
@@ -365,14 +397,10 @@ impl Peer {
         match ev {
             Event::Connected(_) => self.flows[i].connected_at = Some(now),
             Event::Eof(_) => {
-                if self.flows[i].eof_at.is_none() {
-                    self.flows[i].eof_at = Some(now);
-                }
+                self.flows[i].eof_at.get_or_insert(now);
             }
             Event::Error(_, e) => {
-                if self.flows[i].error.is_none() {
-                    self.flows[i].error = Some((now, e));
-                }
+                self.flows[i].error.get_or_insert((now, e));
             }
             Event::Closed(_) => {
                 self.flows[i].closed_at = Some(now);
@@ -438,11 +466,13 @@ impl Peer {
 
     fn pump_writes(&mut self, ep: &mut Endpoint, now: u64, i: usize) {
         let h = self.flows[i].handle;
+        let chunk = self.write_chunk;
         while self.flows[i].sent < self.flows[i].plan.send {
-            let f = &self.flows[i];
-            let n = (f.plan.send - f.sent).min(self.write_chunk as u64) as usize;
-            fill_pattern(f.send_key, f.sent, &mut self.buf[..n]);
-            match ep.write(now, h, &self.buf[..n]) {
+            let f = &mut self.flows[i];
+            let want = (f.plan.send - f.sent).min(chunk as u64) as usize;
+            let data = f.send_cache.get(f.send_key, f.sent, want, chunk);
+            let n = data.len();
+            match ep.write(now, h, data) {
                 Ok(w) => {
                     self.flows[i].sent += w as u64;
                     if w < n {

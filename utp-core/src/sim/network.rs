@@ -38,6 +38,9 @@ pub struct Node {
     pub previous: Vec<(Endpoint, Peer)>,
 }
 
+/// A datagram handed to a node: sender and contents.
+type Arrival = (SocketAddr, Vec<u8>);
+
 /// A datagram on its way.
 #[derive(Debug)]
 struct InFlight {
@@ -419,7 +422,7 @@ impl Network {
         let now = self.now;
 
         // Deliveries due now, grouped by destination in order of first arrival.
-        let mut batch: Vec<(NodeId, Vec<(SocketAddr, Vec<u8>)>)> = Vec::new();
+        let mut batch: Vec<(NodeId, Vec<Arrival>)> = Vec::new();
         while self.queue.peek().is_some_and(|r| r.0.at <= now) {
             let Reverse(d) = self.queue.pop().expect("peeked");
             match batch.iter_mut().find(|(n, _)| *n == d.to) {
