@@ -803,6 +803,168 @@ mod tests {
         assert!(e.poll_transmit().is_none());
     }
 
+    fn pair_with(cfg_a: EndpointConfig, cfg_b: EndpointConfig) -> Pair {
+        let mut p = Pair::new();
+        p.a = Endpoint::new(cfg_a, 1);
+        p.b = Endpoint::new(cfg_b, 2);
+        p
+    }
+
+    /// Connect A to B and return both handles once established.
+    fn establish(p: &mut Pair) -> (ConnectionHandle, ConnectionHandle) {
+        let ha = p.a.connect(p.now, B.parse().unwrap());
+        for _ in 0..100 {
+            p.step();
+            let hb = p.events_b.iter().find_map(|e| match e {
+                Event::Incoming(h) => Some(*h),
+                _ => None,
+            });
+            if let (Some(hb), true) = (hb, p.events_a.contains(&Event::Connected(ha))) {
+                // Let the initiator's first (empty) DATA complete the acceptor's side.
+                for _ in 0..5 {
+                    p.step();
+                }
+                return (ha, hb);
+            }
+        }
+        panic!("no connection: {:?} {:?}", p.events_a, p.events_b);
+    }
+
+    #[test]
+    fn zero_window_stalls_the_sender_and_reading_reopens_it() {
+        let small = EndpointConfig {
+            recv_buffer: 20_000,
+            ..EndpointConfig::default()
+        };
+        let mut p = pair_with(EndpointConfig::default(), small);
+        let (ha, hb) = establish(&mut p);
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        let mut written = p.a.write(p.now, ha, &data).unwrap();
+        // B does not read: the sender must stop at B's window, not overrun it.
+        for _ in 0..2000 {
+            if !p.step() || p.now > 30_000_000 {
+                break;
+            }
+        }
+        assert!(p.b.readable_bytes(hb) <= 20_000);
+        assert!(p.b.readable_bytes(hb) >= 15_000, "window not used: {}", p.b.readable_bytes(hb));
+        assert!(p.b.connection(hb).unwrap().is_connected(), "zero window must not kill the connection");
+        // Now B reads everything; the transfer must resume and complete.
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        for _ in 0..200_000 {
+            while let Ok(n) = p.b.read(p.now, hb, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            if written < data.len() {
+                if let Ok(n) = p.a.write(p.now, ha, &data[written..]) {
+                    written += n;
+                }
+            }
+            if got.len() == data.len() || !p.step() {
+                break;
+            }
+        }
+        assert_eq!(got.len(), data.len());
+        assert!(got == data);
+    }
+
+    #[test]
+    fn small_writes_are_not_held_back_when_nothing_is_in_flight() {
+        let mut p = Pair::new();
+        let (ha, hb) = establish(&mut p);
+        // Ping-pong of small messages: each must arrive one one-way delay after
+        // it was written (no Nagle stall waiting for an ACK).
+        let mut buf = [0u8; 64];
+        for round in 0..5u8 {
+            let sent_at = p.now;
+            p.a.write(p.now, ha, &[round; 10]).unwrap();
+            let mut arrived = None;
+            for _ in 0..100 {
+                p.step();
+                if let Ok(n) = p.b.read(p.now, hb, &mut buf) {
+                    assert_eq!(&buf[..n], &[round; 10]);
+                    arrived = Some(p.now);
+                    break;
+                }
+            }
+            let arrived = arrived.expect("message arrived");
+            assert_eq!(arrived - sent_at, p.delay, "round {round}");
+            p.b.write(p.now, hb, b"ok").unwrap();
+            for _ in 0..100 {
+                p.step();
+                if p.a.read(p.now, ha, &mut buf).is_ok() {
+                    break;
+                }
+            }
+        }
+        // Many tiny writes while data is in flight are coalesced into few packets.
+        let before = p.a.stats(ha).unwrap().packets_sent;
+        for _ in 0..200 {
+            p.a.write(p.now, ha, b"x").unwrap();
+        }
+        for _ in 0..50 {
+            p.step();
+        }
+        let packets = p.a.stats(ha).unwrap().packets_sent - before;
+        assert!(packets < 20, "200 one-byte writes took {packets} packets");
+        let mut total = 0;
+        while let Ok(n) = p.b.read(p.now, hb, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        assert_eq!(total, 200);
+    }
+
+    #[test]
+    fn half_open_connections_are_capped_and_duplicate_syn_is_answered() {
+        let cfg = EndpointConfig {
+            max_half_open: 8,
+            ..EndpointConfig::default()
+        };
+        let mut e = Endpoint::new(cfg, 9);
+        let syn = |id: u16| {
+            let mut v = Vec::new();
+            Header {
+                packet_type: PacketType::Syn,
+                connection_id: id,
+                timestamp_us: 1,
+                timestamp_diff_us: 0,
+                wnd_size: 65535,
+                seq_nr: 100,
+                ack_nr: 0,
+            }
+            .encode(None, &[], &mut v);
+            v
+        };
+        for i in 0..100u16 {
+            let from = SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 5000));
+            e.handle_datagram(0, from, &syn(i));
+        }
+        assert_eq!(e.connection_count(), 8);
+        assert_eq!(e.endpoint_stats().syns_refused, 92);
+        while e.poll_transmit().is_some() {}
+        // A retransmitted SYN from an accepted peer gets its SYN-ACK again.
+        let from = SocketAddr::from(([10, 1, 0, 3], 5000));
+        e.handle_datagram(10, from, &syn(3));
+        let t = e.poll_transmit().expect("SYN-ACK again");
+        let r = Packet::parse(&t.contents).unwrap();
+        assert_eq!((r.header.packet_type, r.header.connection_id, r.header.ack_nr), (PacketType::State, 3, 100));
+        // Half-open connections time out and free their slots.
+        e.handle_timeout(e.config().connect_timeout_us + 1);
+        while let Some(ev) = e.poll_event() {
+            if let Event::Error(h, _) = ev {
+                e.close(0, h);
+            }
+        }
+        assert_eq!(e.connection_count(), 0);
+    }
+
     mod hostile_input {
         use super::*;
         use proptest::prelude::*;

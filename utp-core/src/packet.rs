@@ -104,31 +104,15 @@ impl std::error::Error for ParseError {}
 impl<'a> Packet<'a> {
     /// Parse a datagram. Never panics.
     ///
-    /// The version is checked before the type because the type nibble of a
-    /// non-v1 packet means nothing. When several SACK extensions appear the
-    /// first wins; a zero-length one anywhere in the chain rejects the packet.
-    /// Extension bits (type 2) and unknown types are skipped by their length.
+    /// Header checks are those of [`Header::parse`]. When several SACK
+    /// extensions appear the first wins; a zero-length one anywhere in the
+    /// chain rejects the packet. Extension bits (type 2) and unknown types are
+    /// skipped by their length.
     pub fn parse(buf: &'a [u8]) -> Result<Packet<'a>, ParseError> {
-        let Some((fixed, mut rest)) = buf.split_first_chunk::<HEADER_LEN>() else {
-            return Err(ParseError::TooShort { len: buf.len() });
-        };
-        let [b0, first_ext, c0, c1, t0, t1, t2, t3, d0, d1, d2, d3, w0, w1, w2, w3, s0, s1, a0, a1] =
-            *fixed;
-
-        let version = b0 & 0x0f;
-        if version != VERSION {
-            return Err(ParseError::BadVersion(version));
-        }
-        let packet_type = PacketType::from_u8(b0 >> 4).ok_or(ParseError::BadType(b0 >> 4))?;
-
-        let header = Header {
-            packet_type,
-            connection_id: u16::from_be_bytes([c0, c1]),
-            timestamp_us: u32::from_be_bytes([t0, t1, t2, t3]),
-            timestamp_diff_us: u32::from_be_bytes([d0, d1, d2, d3]),
-            wnd_size: u32::from_be_bytes([w0, w1, w2, w3]),
-            seq_nr: u16::from_be_bytes([s0, s1]),
-            ack_nr: u16::from_be_bytes([a0, a1]),
+        let header = Header::parse(buf)?;
+        let (first_ext, mut rest) = match buf.split_first_chunk::<HEADER_LEN>() {
+            Some(([_, ext, ..], rest)) => (*ext, rest),
+            None => return Err(ParseError::TooShort { len: buf.len() }),
         };
 
         // Each step consumes at least the 2-byte extension header, so the
@@ -174,6 +158,36 @@ fn wire_sack(sack: Option<&[u8]>) -> Option<&[u8]> {
 }
 
 impl Header {
+    /// Decode only the fixed 20-byte header, ignoring the extension chain
+    /// and payload. For datagrams quoted back in ICMP errors, which are
+    /// often cut short after the header; [`Packet::parse`] would reject those.
+    /// Never panics.
+    pub fn parse(buf: &[u8]) -> Result<Header, ParseError> {
+        let Some((fixed, _)) = buf.split_first_chunk::<HEADER_LEN>() else {
+            return Err(ParseError::TooShort { len: buf.len() });
+        };
+        let [b0, _, c0, c1, t0, t1, t2, t3, d0, d1, d2, d3, w0, w1, w2, w3, s0, s1, a0, a1] =
+            *fixed;
+
+        // The type nibble of a non-v1 packet means nothing, so check the
+        // version first.
+        let version = b0 & 0x0f;
+        if version != VERSION {
+            return Err(ParseError::BadVersion(version));
+        }
+        let packet_type = PacketType::from_u8(b0 >> 4).ok_or(ParseError::BadType(b0 >> 4))?;
+
+        Ok(Header {
+            packet_type,
+            connection_id: u16::from_be_bytes([c0, c1]),
+            timestamp_us: u32::from_be_bytes([t0, t1, t2, t3]),
+            timestamp_diff_us: u32::from_be_bytes([d0, d1, d2, d3]),
+            wnd_size: u32::from_be_bytes([w0, w1, w2, w3]),
+            seq_nr: u16::from_be_bytes([s0, s1]),
+            ack_nr: u16::from_be_bytes([a0, a1]),
+        })
+    }
+
     /// Append header, optional SACK extension and payload to `out`.
     ///
     /// An empty `sack` is treated as `None` (the peer would reject it), and a
@@ -341,6 +355,23 @@ mod tests {
             Packet::parse(&raw(EXT_SACK, &[EXT_SACK, 4, 1, 2, 3, 4, 0, 0])),
             Err(ParseError::BadSackLength(0))
         );
+    }
+
+    #[test]
+    fn header_parse_ignores_the_chain() {
+        // A truncated SACK (as in a short ICMP quote) still yields the header.
+        let mut buf = Vec::new();
+        let h = header(PacketType::State);
+        h.encode(Some(&[1, 2, 3, 4]), &[], &mut buf);
+        assert_eq!(Packet::parse(&buf[..23]), Err(ParseError::ExtensionOverrun));
+        assert_eq!(Header::parse(&buf[..23]), Ok(h));
+        assert_eq!(Header::parse(&buf[..20]), Ok(h));
+        assert_eq!(
+            Header::parse(&buf[..19]),
+            Err(ParseError::TooShort { len: 19 })
+        );
+        buf[0] = 0x61;
+        assert_eq!(Header::parse(&buf), Err(ParseError::BadType(6)));
     }
 
     #[test]
@@ -589,7 +620,11 @@ mod tests {
 
     /// What the fuzz target checks: whatever parses survives a re-encode.
     fn reencode_matches(buf: &[u8]) {
-        if let Ok(p) = Packet::parse(buf) {
+        let parsed = Packet::parse(buf);
+        if let Ok(p) = parsed {
+            assert_eq!(Header::parse(buf), Ok(p.header));
+        }
+        if let Ok(p) = parsed {
             let mut out = Vec::new();
             p.header.encode(p.sack, p.payload, &mut out);
             assert_eq!(out.len(), encoded_len(p.sack, p.payload.len()));

@@ -437,7 +437,8 @@ fn server_speaks_first() {
             assert_eq!(rest, b"bye");
         });
         // The accept callback fires when the connection is queued.
-        rx.recv_timeout(Duration::from_secs(10)).expect("accept callback");
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("accept callback");
         listener.set_nonblocking(true).unwrap();
         let (mut s, _) = listener.accept().unwrap();
         s.write_all(b"hello\n").unwrap();
@@ -453,7 +454,10 @@ fn server_speaks_first() {
 #[test]
 fn connect_to_closed_ipv6_port_is_refused_quickly() {
     with_timeout(60, || {
-        let addr = std::net::UdpSocket::bind("[::1]:0").unwrap().local_addr().unwrap();
+        let addr = std::net::UdpSocket::bind("[::1]:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let start = Instant::now();
         let err = UtpStream::connect(addr).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
@@ -493,10 +497,151 @@ fn close_is_bounded_by_linger_when_peer_never_reads() {
         let closed_at = Instant::now();
         drop(c);
         drop(ctx);
-        assert!(watch.wait(Duration::from_secs(10)), "context did not give up");
+        assert!(
+            watch.wait(Duration::from_secs(10)),
+            "context did not give up"
+        );
         let took = closed_at.elapsed();
         eprintln!("close with unread data gave up after {took:?}");
         assert!(took >= Duration::from_millis(400), "{took:?}");
         drop(s);
+    });
+}
+
+/// CPU time (clock ticks) used so far by this process's thread called `name`.
+fn thread_cpu_ticks(name: &str) -> Option<u64> {
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = task.ok()?.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        return Some(f[11].parse::<u64>().ok()? + f[12].parse::<u64>().ok()?);
+    }
+    None
+}
+
+#[test]
+fn idle_io_thread_does_not_spin() {
+    with_timeout(30, || {
+        let listener = UtpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut c = UtpStream::connect(addr).unwrap();
+        c.write_all(b"x").unwrap();
+        let (s, _) = listener.accept().unwrap();
+        let mut one = [0u8; 1];
+        (&s).read_exact(&mut one).unwrap();
+        let name = format!("utp-io-{}", addr.port());
+        let before = thread_cpu_ticks(&name).expect("server I/O thread");
+        thread::sleep(Duration::from_millis(1500));
+        let after = thread_cpu_ticks(&name).unwrap();
+        // Clock ticks are 10 ms; a spinning thread would burn ~150.
+        assert!(
+            after - before <= 10,
+            "idle I/O thread used {} ticks in 1.5 s",
+            after - before
+        );
+        drop((c, s));
+    });
+}
+
+/// A 20-byte uTP header (BEP 29), no extensions.
+fn utp_header(kind: u8, conn_id: u16, seq: u16, ack: u16) -> Vec<u8> {
+    let mut p = vec![(kind << 4) | 1, 0];
+    p.extend_from_slice(&conn_id.to_be_bytes());
+    p.extend_from_slice(&1u32.to_be_bytes()); // timestamp
+    p.extend_from_slice(&0u32.to_be_bytes()); // timestamp difference
+    p.extend_from_slice(&(1u32 << 20).to_be_bytes()); // window
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ack.to_be_bytes());
+    p
+}
+
+const ST_STATE: u8 = 2;
+const ST_RESET: u8 = 3;
+const ST_SYN: u8 = 4;
+
+/// Waits for a SYN on `peer`; returns (sender, its connection id, its seq_nr).
+fn recv_syn(peer: &std::net::UdpSocket) -> (SocketAddr, u16, u16) {
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    loop {
+        let (n, from) = peer.recv_from(&mut buf).unwrap();
+        if n >= 20 && buf[0] >> 4 == ST_SYN {
+            let conn_id = u16::from_be_bytes([buf[2], buf[3]]);
+            let seq = u16::from_be_bytes([buf[16], buf[17]]);
+            return (from, conn_id, seq);
+        }
+    }
+}
+
+#[test]
+fn reset_in_answer_to_syn_is_refused() {
+    with_timeout(30, || {
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = peer.local_addr().unwrap();
+        let t = thread::spawn(move || {
+            let (from, conn_id, seq) = recv_syn(&peer);
+            peer.send_to(&utp_header(ST_RESET, conn_id, 1000, seq), from)
+                .unwrap();
+        });
+        let err = UtpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn reset_after_connect_is_connection_reset() {
+    with_timeout(30, || {
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = peer.local_addr().unwrap();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let t = thread::spawn(move || {
+            let (from, conn_id, seq) = recv_syn(&peer);
+            peer.send_to(&utp_header(ST_STATE, conn_id, 1000, seq), from)
+                .unwrap();
+            go_rx.recv().unwrap();
+            peer.send_to(&utp_header(ST_RESET, conn_id, 1001, seq), from)
+                .unwrap();
+        });
+        let mut c = UtpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
+        go_tx.send(()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 16];
+        let err = c.read(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+        let err = c.write(b"after reset").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+        assert!(c.readiness().error);
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn ipv4_mapped_destination_and_flush() {
+    with_timeout(30, || {
+        let listener = UtpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let ctx = UtpContext::bind("[::]:0").unwrap();
+        let mapped: SocketAddr = format!("[::ffff:127.0.0.1]:{port}").parse().unwrap();
+        let mut c = ctx.connect(mapped).unwrap();
+        assert_eq!(c.peer_addr().unwrap(), listener.local_addr().unwrap());
+        c.write_all(&[9u8; 100_000]).unwrap();
+        c.flush().unwrap();
+        assert_eq!(c.handle().queued_send_bytes(), 0);
+        c.shutdown(Shutdown::Write).unwrap();
+        let (mut s, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        assert_eq!(got.len(), 100_000);
+        // Shutdown(Read): reads now return 0 at once.
+        s.shutdown(Shutdown::Read).unwrap();
+        assert_eq!(s.read(&mut [0u8; 4]).unwrap(), 0);
     });
 }

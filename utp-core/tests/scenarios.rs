@@ -179,10 +179,15 @@ fn clean_transfer_then_close_both() {
         .unwrap_or_else(|e| panic!("{name}: seed {seed}: both sides should see Closed: {e}"));
     assert_exact(name, &p.net, p.flow_b(), MB);
     assert_exact(name, &p.net, p.flow_a(), MB);
-    for x in [a, b] {
-        assert_eq!(p.net.endpoint(x).connection_count(), 0, "{name}: seed {seed}: connection left after Closed\n{}", p.net.describe());
-    }
+    let closed = p.net.now();
+    // The engine may keep a closed connection a little while (to answer a
+    // retransmitted FIN), but not forever.
+    let gone = p
+        .net
+        .run_until_done(closed + secs(10), |n| n.endpoint(a).connection_count() + n.endpoint(b).connection_count() == 0)
+        .unwrap_or_else(|e| panic!("{name}: seed {seed}: connections left 10 s after Closed: {e}"));
     summary(name, &p.net, transfer_rate(p.flow_a()) + transfer_rate(p.flow_b()), p.ab, 0, u64::MAX, p.wall);
+    println!("  {name}: both Closed at {:.3} s, connection state released {:.3} s later", closed as f64 / 1e6, (gone - closed) as f64 / 1e6);
 }
 
 #[test]

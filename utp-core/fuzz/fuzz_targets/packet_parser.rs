@@ -7,12 +7,16 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use utp_core::packet::{encoded_len, Packet};
+use utp_core::packet::{encoded_len, Header, Packet};
 
 fuzz_target!(|data: &[u8]| {
+    let header_only = Header::parse(data);
     let Ok(packet) = Packet::parse(data) else {
         return;
     };
+    // The header-only parse must agree with the full one.
+    assert_eq!(header_only, Ok(packet.header));
+
     let mut out = Vec::new();
     packet.header.encode(packet.sack, packet.payload, &mut out);
     assert_eq!(out.len(), encoded_len(packet.sack, packet.payload.len()));

@@ -603,7 +603,7 @@ impl Connection {
                     window_limited,
                 });
             }
-            self.rto_deadline = if self.send.has_unacked() {
+            self.rto_deadline = if self.send.packets_in_flight() > 0 {
                 Some(now + self.current_rto())
             } else {
                 None
@@ -625,12 +625,19 @@ impl Connection {
             self.cc.on_loss(now, self.rtt.srtt_us());
         }
 
-        // Zero-window handling: probe if the peer closed its window on us.
-        if self.peer_window == 0 && !self.send.has_unacked() {
-            if self.probe_deadline.is_none() {
-                self.probe_deadline = Some(now + self.current_rto());
-            }
-        } else {
+        // Flow control: an ACK that acknowledges nothing while the peer's
+        // window cannot hold our oldest packet means the peer dropped it for
+        // lack of room (we enforce that on our side too). Hold everything
+        // until the window reopens, probing now and then; this is not loss.
+        if acked.packets == 0
+            && self.send.packets_in_flight() > 0
+            && self.send.oldest_unacked_len().is_some_and(|len| self.peer_window < len.max(1))
+        {
+            self.send.requeue_refused();
+            self.rto_deadline = None;
+            self.consecutive_timeouts = 0;
+        }
+        if self.peer_window >= self.mss() || self.send.packets_in_flight() > 0 {
             self.probe_deadline = None;
         }
 
@@ -785,7 +792,9 @@ impl Connection {
                     if self.cc.window() <= self.peer_window {
                         self.last_cwnd_limited_us = Some(io.now_us);
                     }
-                    if self.peer_window < mss && !self.send.has_unacked() && self.probe_deadline.is_none() {
+                    // Nothing in flight yet blocked: the peer's window is closed.
+                    // Probe later in case its window update is lost.
+                    if self.send.packets_in_flight() == 0 && self.probe_deadline.is_none() {
                         self.probe_deadline = Some(io.now_us + self.current_rto());
                     }
                     break;
@@ -793,7 +802,7 @@ impl Connection {
                 send::Next::Nothing => break,
             }
         }
-        if self.rto_deadline.is_none() && self.send.has_unacked() {
+        if self.rto_deadline.is_none() && self.send.packets_in_flight() > 0 {
             self.rto_deadline = Some(io.now_us + self.current_rto());
         }
     }

@@ -76,6 +76,8 @@ pub struct SendBuffer {
     /// Payload bytes of unacknowledged packets plus unsent bytes.
     queued_bytes: usize,
     bytes_in_flight: usize,
+    /// Packets counted in flight (zero-length ones included).
+    packets_in_flight: usize,
     /// Packets queued but never transmitted (always at the tail).
     untransmitted: usize,
     /// Lost packets to resend, oldest first (entries may be stale).
@@ -96,6 +98,7 @@ impl SendBuffer {
             syn_seq: initial_seq,
             queued_bytes: 0,
             bytes_in_flight: 0,
+            packets_in_flight: 0,
             untransmitted: 0,
             lost: VecDeque::new(),
             force_resend: false,
@@ -123,6 +126,11 @@ impl SendBuffer {
 
     pub fn bytes_in_flight(&self) -> usize {
         self.bytes_in_flight
+    }
+
+    /// Packets on the wire that are neither acknowledged nor known lost.
+    pub fn packets_in_flight(&self) -> usize {
+        self.packets_in_flight
     }
 
     /// Sequence number the next new packet gets.
@@ -221,7 +229,7 @@ impl SendBuffer {
                 self.lost.pop_front();
                 continue;
             }
-            let fits = window > 0 && (in_flight == 0 || in_flight + p.payload.len() <= window);
+            let fits = in_flight + p.payload.len() <= window;
             if self.force_resend || fits {
                 self.force_resend = false;
                 self.lost.pop_front();
@@ -233,7 +241,7 @@ impl SendBuffer {
         if self.untransmitted > 0 {
             let idx = self.packets.len() - self.untransmitted;
             let len = self.packets[idx].payload.len();
-            if len == 0 || in_flight == 0 || in_flight + len <= window {
+            if len == 0 || in_flight + len <= window {
                 return Next::Send(idx);
             }
             return Next::WindowFull;
@@ -245,10 +253,11 @@ impl SendBuffer {
             if size < mss && self.has_unacked() && self.fin == Fin::NotQueued {
                 return Next::Nothing;
             }
-            if window == 0
-                || (in_flight > 0 && in_flight + size > window)
-                || self.packets.len() >= max_packets
-            {
+            // With nothing in flight a packet is cut to fit the window (a
+            // receiver with a tiny buffer still gets data); otherwise wait
+            // for room for a whole packet rather than send slivers.
+            let size = if in_flight == 0 { size.min(window) } else { size };
+            if size == 0 || in_flight + size > window || self.packets.len() >= max_packets {
                 return Next::WindowFull;
             }
             let payload: Vec<u8> = self.unsent.drain(..size).collect();
@@ -274,13 +283,15 @@ impl SendBuffer {
         if !p.in_flight {
             p.in_flight = true;
             self.bytes_in_flight += p.payload.len();
+            self.packets_in_flight += 1;
         }
     }
 
-    fn take_out_of_flight(bytes_in_flight: &mut usize, p: &mut OutPacket) {
+    fn take_out_of_flight(counters: (&mut usize, &mut usize), p: &mut OutPacket) {
         if p.in_flight {
             p.in_flight = false;
-            *bytes_in_flight -= p.payload.len();
+            *counters.0 -= p.payload.len();
+            *counters.1 -= 1;
         }
     }
 
@@ -305,7 +316,7 @@ impl SendBuffer {
             } else {
                 note(&p, &mut acked);
             }
-            Self::take_out_of_flight(&mut self.bytes_in_flight, &mut p);
+            Self::take_out_of_flight((&mut self.bytes_in_flight, &mut self.packets_in_flight), &mut p);
             self.queued_bytes -= p.payload.len();
             if p.packet_type == PacketType::Fin {
                 self.fin = Fin::Acked;
@@ -327,7 +338,7 @@ impl SendBuffer {
                 p.sacked = true;
                 p.need_resend = false;
                 self.sacked_count += 1;
-                Self::take_out_of_flight(&mut self.bytes_in_flight, p);
+                Self::take_out_of_flight((&mut self.bytes_in_flight, &mut self.packets_in_flight), p);
                 let p = &self.packets[idx];
                 note(p, &mut acked);
             }
@@ -345,7 +356,7 @@ impl SendBuffer {
         if !timeout {
             p.fast_resent = true;
         }
-        Self::take_out_of_flight(&mut self.bytes_in_flight, p);
+        Self::take_out_of_flight((&mut self.bytes_in_flight, &mut self.packets_in_flight), p);
         let seq = p.seq;
         self.lost.push_back(seq);
         true
@@ -398,6 +409,34 @@ impl SendBuffer {
             }
         }
         n
+    }
+
+    /// The peer dropped our packets for lack of buffer space (its window is
+    /// smaller than what we have in flight): send them again once it has
+    /// room. Not a loss: no congestion signal, no retransmission counters.
+    pub fn requeue_refused(&mut self) {
+        self.lost.clear();
+        for idx in 0..self.packets.len() {
+            let p = &mut self.packets[idx];
+            if p.sacked || p.transmissions == 0 {
+                continue;
+            }
+            if !p.need_resend {
+                p.need_resend = true;
+                p.timeout_resend = true;
+            }
+            Self::take_out_of_flight((&mut self.bytes_in_flight, &mut self.packets_in_flight), p);
+            let seq = p.seq;
+            self.lost.push_back(seq);
+        }
+    }
+
+    /// Payload length of the oldest packet not yet acknowledged.
+    pub fn oldest_unacked_len(&self) -> Option<usize> {
+        self.packets
+            .iter()
+            .find(|p| p.transmissions > 0 && !p.sacked)
+            .map(|p| p.payload.len())
     }
 
     /// The next resend leaves even if the window is closed.

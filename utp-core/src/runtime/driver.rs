@@ -70,7 +70,8 @@ pub(crate) fn start(addr: SocketAddr, config: RuntimeConfig) -> io::Result<Arc<C
     let (tx, rx) = crossbeam_channel::unbounded();
     let recv_size = (endpoint_config.max_packet_size + 64).max(2048);
     let thread_shared = shared.clone();
-    let name = format!("utp-io-{}", shared.local_addr);
+    // Short enough for the kernel's 15-byte thread names.
+    let name = format!("utp-io-{}", shared.local_addr.port());
     std::thread::Builder::new().name(name).spawn(move || {
         let endpoint = Endpoint::new(endpoint_config, seed);
         let mut driver = Driver {

@@ -291,6 +291,15 @@ impl ContextHandle {
         addr: SocketAddr,
         timeout: Option<Duration>,
     ) -> io::Result<StreamHandle> {
+        // Peers are known by their canonical address (the socket layer
+        // reports IPv4-mapped senders as IPv4).
+        let addr = match addr {
+            SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+                Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+                None => addr,
+            },
+            v4 => v4,
+        };
         if addr.port() == 0 || addr.ip().is_unspecified() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -30,6 +30,21 @@ fn splitmix64(mut z: u64) -> u64 {
 
 /// Fill `buf` with the bytes of stream `key` starting at stream offset `offset`.
 pub fn fill_pattern(key: u64, offset: u64, buf: &mut [u8]) {
+    // Unaligned head, then whole words.
+    let head = (((8 - offset % 8) % 8) as usize).min(buf.len());
+    let (first, rest) = buf.split_at_mut(head);
+    fill_pattern_slow(key, offset, first);
+    let mut word_index = (offset + head as u64) / 8;
+    let mut words = rest.chunks_exact_mut(8);
+    for w in &mut words {
+        w.copy_from_slice(&splitmix64(key ^ word_index).to_le_bytes());
+        word_index += 1;
+    }
+    let tail = words.into_remainder();
+    fill_pattern_slow(key, word_index * 8, tail);
+}
+
+fn fill_pattern_slow(key: u64, offset: u64, buf: &mut [u8]) {
     let mut i = 0;
     while i < buf.len() {
         let pos = offset + i as u64;
@@ -524,6 +539,15 @@ mod tests {
         fill_pattern(key, 4321, &mut part);
         assert_eq!(&whole[4321..4321 + 333], &part[..]);
         assert_eq!(check_pattern(key, 0, &whole), None);
+        for off in 0..20u64 {
+            for len in 0..20usize {
+                let mut fast = vec![0u8; len];
+                let mut slow = vec![0u8; len];
+                fill_pattern(key, off, &mut fast);
+                fill_pattern_slow(key, off, &mut slow);
+                assert_eq!(fast, slow, "offset {off} len {len}");
+            }
+        }
         assert_eq!(check_pattern(key, 4321, &part), None);
         assert_eq!(check_pattern(key, 4322, &part), Some(4322));
         whole[7000] ^= 1;
