@@ -24,7 +24,10 @@ fn pattern(i: u64) -> u8 {
 fn main() -> std::io::Result<()> {
     let megabytes: u64 = match std::env::args().nth(1) {
         Some(a) => a.parse().map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("not a size in MB: {a}"))
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("not a size in MB: {a}"),
+            )
         })?,
         None => 64,
     };
@@ -58,7 +61,11 @@ fn main() -> std::io::Result<()> {
 
     let start = Instant::now();
     let mut client = UtpStream::connect(addr)?;
-    println!("connected from {} in {:?}", client.local_addr()?, start.elapsed());
+    println!(
+        "connected from {} in {:?}",
+        client.local_addr()?,
+        start.elapsed()
+    );
     let mut chunk = vec![0u8; 256 * 1024];
     let mut sent = 0u64;
     while sent < total {
@@ -77,7 +84,9 @@ fn main() -> std::io::Result<()> {
     let (received, bad) = server.join().expect("server thread panicked")?;
 
     let mbit = received as f64 * 8.0 / elapsed.as_secs_f64() / 1e6;
-    println!("sent {sent} bytes, listener received {received} bytes, {bad} wrong (reply: {reply:?})");
+    println!(
+        "sent {sent} bytes, listener received {received} bytes, {bad} wrong (reply: {reply:?})"
+    );
     println!(
         "{:.1} MB in {:.2} s: {:.0} Mbit/s; {} packets, {} retransmitted after timeout, {} fast; RTT {} µs",
         received as f64 / 1048576.0,

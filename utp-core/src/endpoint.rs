@@ -250,8 +250,14 @@ impl Endpoint {
         ConnectionConfig {
             send_buffer: c.send_buffer.max(1),
             recv_buffer: c.recv_buffer.max(1),
-            max_packet_size: c.max_packet_size.clamp(crate::packet::HEADER_LEN + 128, 65_507),
-            target_delay_us: if c.target_delay_us == 0 { 100_000 } else { c.target_delay_us },
+            max_packet_size: c
+                .max_packet_size
+                .clamp(crate::packet::HEADER_LEN + 128, 65_507),
+            target_delay_us: if c.target_delay_us == 0 {
+                100_000
+            } else {
+                c.target_delay_us
+            },
             congestion: c.congestion,
             linger_us: c.linger_us,
             connect_timeout_us: c.connect_timeout_us,
@@ -303,11 +309,18 @@ impl Endpoint {
     }
 
     /// Feed one received datagram from `remote`.
-    pub fn handle_datagram(&mut self, now_us: u64, remote: SocketAddr, data: &[u8]) -> DatagramKind {
+    pub fn handle_datagram(
+        &mut self,
+        now_us: u64,
+        remote: SocketAddr,
+        data: &[u8],
+    ) -> DatagramKind {
         let remote = canonical(remote);
         let pkt = match Packet::parse(data) {
             Ok(p) => p,
-            Err(ParseError::TooShort { .. } | ParseError::BadVersion(_) | ParseError::BadType(_)) => {
+            Err(
+                ParseError::TooShort { .. } | ParseError::BadVersion(_) | ParseError::BadType(_),
+            ) => {
                 self.stats.not_utp += 1;
                 return DatagramKind::NotUtp;
             }
@@ -456,7 +469,12 @@ impl Endpoint {
     /// An ICMP unreachable error quoted one of our datagrams (`quoted` is its
     /// UDP payload, `dest` where it was sent). Connecting fails as refused at
     /// once; an established connection is reset. Returns true if it matched.
-    pub fn handle_icmp_unreachable(&mut self, now_us: u64, dest: SocketAddr, quoted: &[u8]) -> bool {
+    pub fn handle_icmp_unreachable(
+        &mut self,
+        now_us: u64,
+        dest: SocketAddr,
+        quoted: &[u8],
+    ) -> bool {
         match self.match_quoted(dest, quoted) {
             Some(h) => {
                 self.with_conn(h, now_us, |c, io| c.on_icmp_unreachable(io));
@@ -468,7 +486,13 @@ impl Endpoint {
 
     /// ICMP "fragmentation needed" for one of our datagrams: `mtu` is the largest
     /// UDP payload that fits the path. Returns true if it matched.
-    pub fn handle_icmp_frag_needed(&mut self, now_us: u64, dest: SocketAddr, quoted: &[u8], mtu: usize) -> bool {
+    pub fn handle_icmp_frag_needed(
+        &mut self,
+        now_us: u64,
+        dest: SocketAddr,
+        quoted: &[u8],
+        mtu: usize,
+    ) -> bool {
         match self.match_quoted(dest, quoted) {
             Some(h) => {
                 self.with_conn(h, now_us, |c, _| c.on_path_mtu(mtu));
@@ -479,7 +503,12 @@ impl Endpoint {
     }
 
     /// Run `f` on connection `h`, then update timers, ACK list and liveness.
-    fn with_conn<R>(&mut self, h: usize, now_us: u64, f: impl FnOnce(&mut Connection, &mut Io<'_>) -> R) -> Option<R> {
+    fn with_conn<R>(
+        &mut self,
+        h: usize,
+        now_us: u64,
+        f: impl FnOnce(&mut Connection, &mut Io<'_>) -> R,
+    ) -> Option<R> {
         let entry = self.conns.get_mut(&h)?;
         let mut io = Io {
             now_us,
@@ -588,14 +617,24 @@ impl Endpoint {
 
     /// Queue bytes; returns how many were accepted (a short count means
     /// the buffer is full and `Writable` follows). Errors never lose queued data.
-    pub fn write(&mut self, now_us: u64, h: ConnectionHandle, data: &[u8]) -> Result<usize, StreamError> {
+    pub fn write(
+        &mut self,
+        now_us: u64,
+        h: ConnectionHandle,
+        data: &[u8],
+    ) -> Result<usize, StreamError> {
         let h = self.open_conn(h)?;
         self.with_conn(h, now_us, |c, io| c.write(io, data))
             .unwrap_or(Err(StreamError::InvalidHandle))
     }
 
     /// Read in-order bytes. `Ok(0)` means end of stream (peer's FIN reached).
-    pub fn read(&mut self, now_us: u64, h: ConnectionHandle, buf: &mut [u8]) -> Result<usize, StreamError> {
+    pub fn read(
+        &mut self,
+        now_us: u64,
+        h: ConnectionHandle,
+        buf: &mut [u8],
+    ) -> Result<usize, StreamError> {
         let h = self.open_conn(h)?;
         self.with_conn(h, now_us, |c, io| c.read(io, buf))
             .unwrap_or(Err(StreamError::InvalidHandle))
@@ -680,10 +719,12 @@ mod tests {
         fn drain(&mut self) {
             while let Some(t) = self.a.poll_transmit() {
                 assert_eq!(t.destination, B.parse().unwrap());
-                self.in_flight.push((self.now + self.delay, true, t.contents));
+                self.in_flight
+                    .push((self.now + self.delay, true, t.contents));
             }
             while let Some(t) = self.b.poll_transmit() {
-                self.in_flight.push((self.now + self.delay, false, t.contents));
+                self.in_flight
+                    .push((self.now + self.delay, false, t.contents));
             }
             while let Some(e) = self.a.poll_event() {
                 self.events_a.push(e);
@@ -697,7 +738,10 @@ mod tests {
         fn step(&mut self) -> bool {
             self.drain();
             let next_arrival = self.in_flight.iter().map(|p| p.0).min();
-            let next_timer = [self.a.poll_timeout(), self.b.poll_timeout()].into_iter().flatten().min();
+            let next_timer = [self.a.poll_timeout(), self.b.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
             let Some(t) = [next_arrival, next_timer].into_iter().flatten().min() else {
                 return false;
             };
@@ -780,7 +824,10 @@ mod tests {
     fn unknown_connection_gets_reset_and_non_utp_is_passed_on() {
         let mut e = Endpoint::new(EndpointConfig::default(), 3);
         let from: SocketAddr = A.parse().unwrap();
-        assert_eq!(e.handle_datagram(0, from, b"d1:ad2:id20:abcdefghij0123456789e1:q4:pinge"), DatagramKind::NotUtp);
+        assert_eq!(
+            e.handle_datagram(0, from, b"d1:ad2:id20:abcdefghij0123456789e1:q4:pinge"),
+            DatagramKind::NotUtp
+        );
         let mut data = Vec::new();
         Header {
             packet_type: PacketType::Data,
@@ -847,8 +894,15 @@ mod tests {
             }
         }
         assert!(p.b.readable_bytes(hb) <= 20_000);
-        assert!(p.b.readable_bytes(hb) >= 15_000, "window not used: {}", p.b.readable_bytes(hb));
-        assert!(p.b.connection(hb).unwrap().is_connected(), "zero window must not kill the connection");
+        assert!(
+            p.b.readable_bytes(hb) >= 15_000,
+            "window not used: {}",
+            p.b.readable_bytes(hb)
+        );
+        assert!(
+            p.b.connection(hb).unwrap().is_connected(),
+            "zero window must not kill the connection"
+        );
         // Now B reads everything; the transfer must resume and complete.
         let mut got = Vec::new();
         let mut buf = vec![0u8; 8192];
@@ -954,7 +1008,14 @@ mod tests {
         e.handle_datagram(10, from, &syn(3));
         let t = e.poll_transmit().expect("SYN-ACK again");
         let r = Packet::parse(&t.contents).unwrap();
-        assert_eq!((r.header.packet_type, r.header.connection_id, r.header.ack_nr), (PacketType::State, 3, 100));
+        assert_eq!(
+            (
+                r.header.packet_type,
+                r.header.connection_id,
+                r.header.ack_nr
+            ),
+            (PacketType::State, 3, 100)
+        );
         // Half-open connections time out and free their slots.
         e.handle_timeout(e.config().connect_timeout_us + 1);
         while let Some(ev) = e.poll_event() {
@@ -977,7 +1038,11 @@ mod tests {
                 if !v.is_empty() {
                     let i = pos % v.len();
                     // Keep the version nibble valid half of the time.
-                    v[i] = if i == 0 && val & 1 == 0 { (val & 0xf0) | 1 } else { val };
+                    v[i] = if i == 0 && val & 1 == 0 {
+                        (val & 0xf0) | 1
+                    } else {
+                        val
+                    };
                 }
             }
             v.truncate(v.len().saturating_sub(cut % 8));

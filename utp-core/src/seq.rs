@@ -12,13 +12,13 @@ pub struct Seq(pub u16);
 impl Seq {
     /// The number `n` steps after this one (wrapping).
     #[inline]
-    pub fn add(self, n: u16) -> Seq {
+    pub fn plus(self, n: u16) -> Seq {
         Seq(self.0.wrapping_add(n))
     }
 
     /// The number `n` steps before this one (wrapping).
     #[inline]
-    pub fn sub(self, n: u16) -> Seq {
+    pub fn minus(self, n: u16) -> Seq {
         Seq(self.0.wrapping_sub(n))
     }
 
@@ -77,8 +77,8 @@ mod tests {
         assert!(Seq(3).gt(Seq(65530)));
         assert_eq!(Seq(2).diff(Seq(65534)), 4);
         assert_eq!(Seq(65534).diff(Seq(2)), -4);
-        assert_eq!(Seq(65535).add(1), Seq(0));
-        assert_eq!(Seq(0).sub(1), Seq(65535));
+        assert_eq!(Seq(65535).plus(1), Seq(0));
+        assert_eq!(Seq(0).minus(1), Seq(65535));
         assert_eq!(Seq(1).distance_from(Seq(65535)), 2);
         assert!(Seq(7).le(Seq(7)) && !Seq(7).lt(Seq(7)));
     }
@@ -87,11 +87,11 @@ mod tests {
         #[test]
         fn add_then_diff_is_identity(a in any::<u16>(), n in 0u16..32767) {
             let s = Seq(a);
-            prop_assert_eq!(s.add(n).diff(s), n as i32);
-            prop_assert_eq!(s.diff(s.add(n)), -(n as i32));
-            prop_assert!(s.le(s.add(n)));
-            prop_assert_eq!(s.add(n).sub(n), s);
-            prop_assert_eq!(s.add(n).distance_from(s), n);
+            prop_assert_eq!(s.plus(n).diff(s), n as i32);
+            prop_assert_eq!(s.diff(s.plus(n)), -(n as i32));
+            prop_assert!(s.le(s.plus(n)));
+            prop_assert_eq!(s.plus(n).minus(n), s);
+            prop_assert_eq!(s.plus(n).distance_from(s), n);
         }
 
         #[test]

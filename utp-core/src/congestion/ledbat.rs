@@ -375,7 +375,10 @@ mod tests {
             ack_one_window(&mut c, Some(150_000), limited, 0);
             // off_target = -0.5 → a quarter of the window per RTT (DECREASE_GAIN 0.5).
             let w = c.window();
-            assert!((20 * MSS * 70 / 100..20 * MSS * 82 / 100).contains(&w), "{w}");
+            assert!(
+                (20 * MSS * 70 / 100..20 * MSS * 82 / 100).contains(&w),
+                "{w}"
+            );
         }
     }
 

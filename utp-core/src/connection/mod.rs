@@ -143,6 +143,7 @@ pub struct Connection {
 }
 
 impl Connection {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         handle: ConnectionHandle,
         remote: SocketAddr,
@@ -291,7 +292,9 @@ impl Connection {
             State::TimeWait => return self.time_wait_deadline,
             State::Failed(_) => return None,
             State::SynSent | State::SynRecv => {
-                consider(Some(self.handshake_started_us + self.cfg.connect_timeout_us));
+                consider(Some(
+                    self.handshake_started_us + self.cfg.connect_timeout_us,
+                ));
             }
             State::Connected => {
                 if !self.send.fin_sent() {
@@ -353,7 +356,12 @@ impl Connection {
 
     /// Room in the send buffer (0 once the write half is shut or the connection failed).
     pub fn send_capacity(&self) -> usize {
-        if self.send.fin_queued() || !matches!(self.state, State::SynSent | State::SynRecv | State::Connected) {
+        if self.send.fin_queued()
+            || !matches!(
+                self.state,
+                State::SynSent | State::SynRecv | State::Connected
+            )
+        {
             0
         } else {
             self.send.free_space()
@@ -503,7 +511,7 @@ impl Connection {
         let h = pkt.header;
         // An ACK for something we never sent is bogus (or a stale id); drop it.
         if self.state != State::SynRecv || h.packet_type != PacketType::State {
-            let last_sent = self.send.next_seq().sub(1);
+            let last_sent = self.send.next_seq().minus(1);
             if Seq(h.ack_nr).gt(last_sent) {
                 return;
             }
@@ -528,7 +536,7 @@ impl Connection {
             State::SynSent => {
                 if h.packet_type == PacketType::State && Seq(h.ack_nr) == self.send.syn_seq() {
                     // The SYN-ACK: it carries the acceptor's first sequence number without consuming it.
-                    self.recv.set_initial_ack(Seq(h.seq_nr).sub(1));
+                    self.recv.set_initial_ack(Seq(h.seq_nr).minus(1));
                     self.state = State::Connected;
                     self.consecutive_timeouts = 0;
                     io.events.push_back(Event::Connected(self.handle));
@@ -585,11 +593,14 @@ impl Connection {
             self.consecutive_timeouts = 0;
             self.dup_acks = 0;
             if acked.bytes > 0 {
-                let queuing = self.our_delay.queuing_delay_us().map(|d| match acked.min_rtt_us {
-                    // A queuing delay larger than the whole RTT is clock skew, not queue.
-                    Some(rtt) => d.min(rtt.min(u32::MAX as u64) as u32),
-                    None => d,
-                });
+                let queuing = self
+                    .our_delay
+                    .queuing_delay_us()
+                    .map(|d| match acked.min_rtt_us {
+                        // A queuing delay larger than the whole RTT is clock skew, not queue.
+                        Some(rtt) => d.min(rtt.min(u32::MAX as u64) as u32),
+                        None => d,
+                    });
                 let window_limited = self
                     .last_cwnd_limited_us
                     .is_some_and(|t| now.saturating_sub(t) < 1_000_000);
@@ -610,7 +621,7 @@ impl Connection {
             };
         } else if self.send.has_unacked()
             && h.packet_type == PacketType::State
-            && Seq(h.ack_nr) == self.send.first_unacked().sub(1)
+            && Seq(h.ack_nr) == self.send.first_unacked().minus(1)
         {
             self.dup_acks += 1;
         }
@@ -631,7 +642,10 @@ impl Connection {
         // until the window reopens, probing now and then; this is not loss.
         if acked.packets == 0
             && self.send.packets_in_flight() > 0
-            && self.send.oldest_unacked_len().is_some_and(|len| self.peer_window < len.max(1))
+            && self
+                .send
+                .oldest_unacked_len()
+                .is_some_and(|len| self.peer_window < len.max(1))
         {
             self.send.requeue_refused();
             self.rto_deadline = None;
@@ -655,7 +669,9 @@ impl Connection {
     fn process_data(&mut self, io: &mut Io<'_>, pkt: &Packet<'_>) {
         let h = pkt.header;
         let is_fin = h.packet_type == PacketType::Fin;
-        let outcome = self.recv.on_packet(Seq(h.seq_nr), is_fin, pkt.payload, self.app_closed);
+        let outcome = self
+            .recv
+            .on_packet(Seq(h.seq_nr), is_fin, pkt.payload, self.app_closed);
         match outcome {
             recv::Outcome::Duplicate => {
                 self.stats.duplicates_received += 1;
@@ -824,7 +840,11 @@ impl Connection {
         p.need_resend = false;
         let header = Header {
             packet_type: p.packet_type,
-            connection_id: if p.packet_type == PacketType::Syn { recv_id } else { send_id },
+            connection_id: if p.packet_type == PacketType::Syn {
+                recv_id
+            } else {
+                send_id
+            },
             timestamp_us: now as u32,
             timestamp_diff_us: reply_micro,
             wnd_size: wnd as u32,

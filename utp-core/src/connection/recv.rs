@@ -121,7 +121,7 @@ impl RecvBuffer {
                 Outcome::OutOfRange
             };
         }
-        let d = seq.distance_from(self.ack_nr.add(1));
+        let d = seq.distance_from(self.ack_nr.plus(1));
         if d >= u16::MAX - REORDER_LIMIT {
             // At or before ack_nr: the sender missed our ACK.
             return Outcome::Duplicate;
@@ -148,7 +148,7 @@ impl RecvBuffer {
             while let Some(Some(_)) = self.reorder.front() {
                 let early = self.reorder.pop_front().flatten().expect("checked");
                 self.reorder_bytes -= early.payload.len();
-                let next = self.ack_nr.add(1);
+                let next = self.ack_nr.plus(1);
                 bytes += self.deliver(next, early.fin, &early.payload);
                 if self.eof_reached {
                     break;
@@ -230,7 +230,10 @@ mod tests {
     fn in_order_across_the_wrap() {
         let mut r = rb(1000);
         for (i, s) in [65534u16, 65535, 0, 1].iter().enumerate() {
-            assert_eq!(r.on_packet(Seq(*s), false, &[i as u8], false), Outcome::Delivered { bytes: 1 });
+            assert_eq!(
+                r.on_packet(Seq(*s), false, &[i as u8], false),
+                Outcome::Delivered { bytes: 1 }
+            );
         }
         assert_eq!(read_all(&mut r), vec![0, 1, 2, 3]);
         assert_eq!(r.ack_nr(), Seq(1));
@@ -245,13 +248,27 @@ mod tests {
         // ack_nr 65533; held: 0 (= ack_nr + 3 → bit 1) and 2 (bit 3).
         let mask = r.sack().expect("sack");
         assert_eq!(mask.len(), 4);
-        assert!(!sack_bit(&mask, 0) && sack_bit(&mask, 1) && !sack_bit(&mask, 2) && sack_bit(&mask, 3));
-        assert_eq!(r.on_packet(Seq(65534), false, b"a", false), Outcome::Delivered { bytes: 1 });
-        assert_eq!(r.on_packet(Seq(65535), false, b"b", false), Outcome::Delivered { bytes: 2 });
-        assert_eq!(r.on_packet(Seq(1), false, b"d", false), Outcome::Delivered { bytes: 2 });
+        assert!(
+            !sack_bit(&mask, 0) && sack_bit(&mask, 1) && !sack_bit(&mask, 2) && sack_bit(&mask, 3)
+        );
+        assert_eq!(
+            r.on_packet(Seq(65534), false, b"a", false),
+            Outcome::Delivered { bytes: 1 }
+        );
+        assert_eq!(
+            r.on_packet(Seq(65535), false, b"b", false),
+            Outcome::Delivered { bytes: 2 }
+        );
+        assert_eq!(
+            r.on_packet(Seq(1), false, b"d", false),
+            Outcome::Delivered { bytes: 2 }
+        );
         assert_eq!(read_all(&mut r), b"abcde");
         assert!(r.sack().is_none());
-        assert_eq!(r.on_packet(Seq(65535), false, b"b", false), Outcome::Duplicate);
+        assert_eq!(
+            r.on_packet(Seq(65535), false, b"b", false),
+            Outcome::Duplicate
+        );
     }
 
     #[test]
@@ -261,7 +278,10 @@ mod tests {
         assert!(!r.eof_reached());
         // Beyond the FIN: dropped.
         assert_eq!(r.on_packet(Seq(0), false, b"x", false), Outcome::OutOfRange);
-        assert_eq!(r.on_packet(Seq(65534), false, b"a", false), Outcome::Delivered { bytes: 1 });
+        assert_eq!(
+            r.on_packet(Seq(65534), false, b"a", false),
+            Outcome::Delivered { bytes: 1 }
+        );
         assert!(r.eof_reached());
         assert_eq!(read_all(&mut r), b"a");
     }
@@ -269,19 +289,34 @@ mod tests {
     #[test]
     fn window_is_enforced() {
         let mut r = rb(10);
-        assert_eq!(r.on_packet(Seq(65534), false, &[0; 8], false), Outcome::Delivered { bytes: 8 });
+        assert_eq!(
+            r.on_packet(Seq(65534), false, &[0; 8], false),
+            Outcome::Delivered { bytes: 8 }
+        );
         assert_eq!(r.free_space(), 2);
-        assert_eq!(r.on_packet(Seq(65535), false, &[0; 8], false), Outcome::NoRoom);
+        assert_eq!(
+            r.on_packet(Seq(65535), false, &[0; 8], false),
+            Outcome::NoRoom
+        );
         assert_eq!(r.on_packet(Seq(0), false, &[0; 8], false), Outcome::NoRoom);
         assert_eq!(read_all(&mut r).len(), 8);
-        assert_eq!(r.on_packet(Seq(65535), false, &[0; 8], false), Outcome::Delivered { bytes: 8 });
+        assert_eq!(
+            r.on_packet(Seq(65535), false, &[0; 8], false),
+            Outcome::Delivered { bytes: 8 }
+        );
     }
 
     #[test]
     fn far_ahead_is_dropped() {
         let mut r = rb(1 << 20);
-        assert_eq!(r.on_packet(Seq(65533).add(1 + REORDER_LIMIT + 1), false, b"x", false), Outcome::OutOfRange);
-        assert_eq!(r.on_packet(Seq(65533).add(1 + REORDER_LIMIT), false, b"x", false), Outcome::Buffered);
+        assert_eq!(
+            r.on_packet(Seq(65533).plus(1 + REORDER_LIMIT + 1), false, b"x", false),
+            Outcome::OutOfRange
+        );
+        assert_eq!(
+            r.on_packet(Seq(65533).plus(1 + REORDER_LIMIT), false, b"x", false),
+            Outcome::Buffered
+        );
         let mask = r.sack().unwrap();
         assert!(sack_bit(&mask, REORDER_LIMIT as usize - 1));
     }

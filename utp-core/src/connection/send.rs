@@ -178,7 +178,7 @@ impl SendBuffer {
 
     fn push_packet(&mut self, packet_type: PacketType, payload: Vec<u8>) -> usize {
         let seq = self.next_seq;
-        self.next_seq = self.next_seq.add(1);
+        self.next_seq = self.next_seq.plus(1);
         self.packets.push_back(OutPacket {
             seq,
             packet_type,
@@ -208,7 +208,9 @@ impl SendBuffer {
     /// The SYN, while the handshake is pending.
     pub fn next_syn_to_send(&mut self) -> Next {
         match self.packets.front() {
-            Some(p) if p.packet_type == PacketType::Syn && (p.transmissions == 0 || p.need_resend) => {
+            Some(p)
+                if p.packet_type == PacketType::Syn && (p.transmissions == 0 || p.need_resend) =>
+            {
                 self.force_resend = false;
                 Next::Send(0)
             }
@@ -217,7 +219,13 @@ impl SendBuffer {
     }
 
     /// Choose the next packet to send under `window` bytes in flight.
-    pub fn next_to_send(&mut self, mss: usize, in_flight: usize, window: usize, max_packets: usize) -> Next {
+    pub fn next_to_send(
+        &mut self,
+        mss: usize,
+        in_flight: usize,
+        window: usize,
+        max_packets: usize,
+    ) -> Next {
         // Retransmissions first.
         while let Some(&seq) = self.lost.front() {
             let Some(idx) = self.index_of(seq) else {
@@ -256,7 +264,11 @@ impl SendBuffer {
             // With nothing in flight a packet is cut to fit the window (a
             // receiver with a tiny buffer still gets data); otherwise wait
             // for room for a whole packet rather than send slivers.
-            let size = if in_flight == 0 { size.min(window) } else { size };
+            let size = if in_flight == 0 {
+                size.min(window)
+            } else {
+                size
+            };
             if size == 0 || in_flight + size > window || self.packets.len() >= max_packets {
                 return Next::WindowFull;
             }
@@ -316,19 +328,22 @@ impl SendBuffer {
             } else {
                 note(&p, &mut acked);
             }
-            Self::take_out_of_flight((&mut self.bytes_in_flight, &mut self.packets_in_flight), &mut p);
+            Self::take_out_of_flight(
+                (&mut self.bytes_in_flight, &mut self.packets_in_flight),
+                &mut p,
+            );
             self.queued_bytes -= p.payload.len();
             if p.packet_type == PacketType::Fin {
                 self.fin = Fin::Acked;
             }
         }
         if let Some(mask) = sack {
-            let base = ack_nr.add(2);
+            let base = ack_nr.plus(2);
             for i in 0..mask.len() * 8 {
                 if !sack_bit(mask, i) {
                     continue;
                 }
-                let Some(idx) = self.index_of(base.add(i as u16)) else {
+                let Some(idx) = self.index_of(base.plus(i as u16)) else {
                     continue;
                 };
                 let p = &mut self.packets[idx];
@@ -338,7 +353,10 @@ impl SendBuffer {
                 p.sacked = true;
                 p.need_resend = false;
                 self.sacked_count += 1;
-                Self::take_out_of_flight((&mut self.bytes_in_flight, &mut self.packets_in_flight), p);
+                Self::take_out_of_flight(
+                    (&mut self.bytes_in_flight, &mut self.packets_in_flight),
+                    p,
+                );
                 let p = &self.packets[idx];
                 note(p, &mut acked);
             }

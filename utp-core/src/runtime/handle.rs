@@ -127,6 +127,23 @@ pub(crate) struct ConnShared {
     pub engine: AtomicUsize,
 }
 
+thread_local! {
+    /// Set on I/O threads: a callback running there must never block
+    /// waiting for that same thread.
+    pub(crate) static ON_IO_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn on_io_thread() -> bool {
+    ON_IO_THREAD.with(|f| f.get())
+}
+
+fn would_deadlock() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::WouldBlock,
+        "blocking uTP call from a readiness callback (I/O thread)",
+    )
+}
+
 /// Runs a user callback on the I/O thread; a panic in it must not take the
 /// whole context down, so it is caught and dropped.
 fn run_callback(cb: &SharedCallback) {
@@ -454,6 +471,9 @@ impl Wait {
 
     /// Blocks on `cond`; `Err` when the caller must give up.
     fn block(self, cond: &Condvar, guard: &mut MutexGuard<'_, ConnState>) -> io::Result<()> {
+        if on_io_thread() {
+            return Err(would_deadlock());
+        }
         match self {
             Wait::NonBlocking => Err(io::Error::from(io::ErrorKind::WouldBlock)),
             Wait::Forever => {
@@ -687,6 +707,9 @@ impl StreamHandle {
 
     /// A snapshot of the engine's statistics for this connection.
     pub fn stats(&self) -> io::Result<ConnectionStats> {
+        if on_io_thread() {
+            return Err(would_deadlock());
+        }
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.ctx.send(Command::Stats(self.conn.clone(), tx));
         match rx.recv_timeout(Duration::from_secs(5)) {

@@ -85,15 +85,27 @@ pub struct FlowPlan {
 impl FlowPlan {
     /// Receive only; never write, never shut down.
     pub fn sink() -> Self {
-        FlowPlan { send: 0, shutdown: false, close: false }
+        FlowPlan {
+            send: 0,
+            shutdown: false,
+            close: false,
+        }
     }
     /// Send `bytes`, then shut down the write half.
     pub fn send(bytes: u64) -> Self {
-        FlowPlan { send: bytes, shutdown: true, close: false }
+        FlowPlan {
+            send: bytes,
+            shutdown: true,
+            close: false,
+        }
     }
     /// Send forever (a backlogged bulk flow).
     pub fn unbounded() -> Self {
-        FlowPlan { send: u64::MAX, shutdown: false, close: false }
+        FlowPlan {
+            send: u64::MAX,
+            shutdown: false,
+            close: false,
+        }
     }
     /// Receive, and send nothing but a FIN.
     pub fn fin_only() -> Self {
@@ -161,7 +173,12 @@ struct PatternCache {
 
 impl fmt::Debug for PatternCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PatternCache({}..{})", self.start, self.start + self.bytes.len() as u64)
+        write!(
+            f,
+            "PatternCache({}..{})",
+            self.start,
+            self.start + self.bytes.len() as u64
+        )
     }
 }
 
@@ -182,7 +199,14 @@ impl PatternCache {
 }
 
 impl Flow {
-    fn new(handle: ConnectionHandle, remote: Option<SocketAddr>, outgoing: bool, plan: FlowPlan, send_key: u64, now: u64) -> Self {
+    fn new(
+        handle: ConnectionHandle,
+        remote: Option<SocketAddr>,
+        outgoing: bool,
+        plan: FlowPlan,
+        send_key: u64,
+        now: u64,
+    ) -> Self {
         Flow {
             handle,
             remote,
@@ -238,11 +262,14 @@ impl Flow {
         if to_us <= from_us {
             return 0.0;
         }
-        (self.received_at(to_us) - self.received_at(from_us)) as f64 * 8e6 / (to_us - from_us) as f64
+        (self.received_at(to_us) - self.received_at(from_us)) as f64 * 8e6
+            / (to_us - from_us) as f64
     }
     /// Retransmissions (timeout + fast) according to the last stats snapshot.
     pub fn retransmits(&self) -> u64 {
-        self.stats.as_ref().map_or(0, |s| s.timeout_retransmits + s.fast_retransmits)
+        self.stats
+            .as_ref()
+            .map_or(0, |s| s.timeout_retransmits + s.fast_retransmits)
     }
 }
 
@@ -269,7 +296,11 @@ impl fmt::Display for Flow {
             self.mismatch,
         )?;
         if !self.call_errors.is_empty() {
-            write!(f, " call_errors={:?}", &self.call_errors[..self.call_errors.len().min(5)])?;
+            write!(
+                f,
+                " call_errors={:?}",
+                &self.call_errors[..self.call_errors.len().min(5)]
+            )?;
         }
         if let Some(s) = &self.stats {
             write!(
@@ -316,6 +347,9 @@ pub struct Peer {
     pub hook: Option<EventHook>,
     /// Largest single `write` call (bytes).
     pub write_chunk: usize,
+    /// While true, nothing is read (the receive buffer fills and the
+    /// advertised window closes); call [`Peer::pump`] after clearing it.
+    pub pause_reads: bool,
     buf: Vec<u8>,
 }
 
@@ -340,6 +374,7 @@ impl Peer {
             unknown_events: Vec::new(),
             hook: None,
             write_chunk: 64 * 1024,
+            pause_reads: false,
             buf: vec![0; 64 * 1024],
         }
     }
@@ -349,9 +384,22 @@ impl Peer {
     }
 
     /// Start an outgoing connection on `ep` and track it with `plan`.
-    pub fn connect(&mut self, ep: &mut Endpoint, now: u64, remote: SocketAddr, plan: FlowPlan) -> ConnectionHandle {
+    pub fn connect(
+        &mut self,
+        ep: &mut Endpoint,
+        now: u64,
+        remote: SocketAddr,
+        plan: FlowPlan,
+    ) -> ConnectionHandle {
         let h = ep.connect(now, remote);
-        self.flows.push(Flow::new(h, Some(remote), true, plan, pattern_key(self.addr), now));
+        self.flows.push(Flow::new(
+            h,
+            Some(remote),
+            true,
+            plan,
+            pattern_key(self.addr),
+            now,
+        ));
         h
     }
 
@@ -365,7 +413,9 @@ impl Peer {
 
     /// The first flow (handy with one connection per node).
     pub fn first(&self) -> &Flow {
-        self.flows.first().unwrap_or_else(|| panic!("{}: no connection", self.addr))
+        self.flows
+            .first()
+            .unwrap_or_else(|| panic!("{}: no connection", self.addr))
     }
 
     /// Every flow finished (plan sent, EOF seen, no error).
@@ -400,7 +450,14 @@ impl Peer {
         };
         if let Event::Incoming(h) = ev {
             let remote = ep.peer_addr(h);
-            let mut flow = Flow::new(h, remote, false, self.accept_plan, pattern_key(self.addr), now);
+            let mut flow = Flow::new(
+                h,
+                remote,
+                false,
+                self.accept_plan,
+                pattern_key(self.addr),
+                now,
+            );
             flow.connected_at = Some(now);
             self.flows.push(flow);
         }
@@ -441,9 +498,30 @@ impl Peer {
         }
     }
 
+    /// Read and write what can be read and written on `h` now (after a plan
+    /// change or `pause_reads` was cleared).
+    pub fn pump(&mut self, ep: &mut Endpoint, now: u64, h: ConnectionHandle) {
+        let Some(i) = self.flow_index(h) else { return };
+        let f = &self.flows[i];
+        if f.error.is_some() || f.closed_at.is_some() || f.close_called_at.is_some() {
+            return;
+        }
+        self.drain_reads(ep, now, i);
+        self.pump_writes(ep, now, i);
+    }
+
+    /// Change what flow `h` sends (e.g. start sending later) and pump it.
+    pub fn set_plan(&mut self, ep: &mut Endpoint, now: u64, h: ConnectionHandle, plan: FlowPlan) {
+        if let Some(i) = self.flow_index(h) {
+            self.flows[i].plan = plan;
+            self.flows[i].all_written_at = None;
+            self.pump(ep, now, h);
+        }
+    }
+
     fn drain_reads(&mut self, ep: &mut Endpoint, now: u64, i: usize) {
         let h = self.flows[i].handle;
-        if self.flows[i].read_end_at.is_some() {
+        if self.flows[i].read_end_at.is_some() || self.pause_reads {
             return;
         }
         let before = self.flows[i].received;
@@ -460,7 +538,10 @@ impl Peer {
                         f.recv_key = f.remote.map(pattern_key);
                     }
                     if f.mismatch.is_none() {
-                        if let Some(off) = f.recv_key.and_then(|k| check_pattern(k, f.received, &self.buf[..n])) {
+                        if let Some(off) = f
+                            .recv_key
+                            .and_then(|k| check_pattern(k, f.received, &self.buf[..n]))
+                        {
                             f.mismatch = Some((off, now));
                         }
                     }

@@ -172,7 +172,9 @@ impl LinkConfig {
         match (self.queue, self.bandwidth_bps) {
             (QueueLimit::Unbounded, _) | (QueueLimit::Time(_), None) => None,
             (QueueLimit::Bytes(b), _) => Some(b),
-            (QueueLimit::Time(us), Some(bps)) => Some((bps as u128 * us as u128 / 8_000_000) as usize),
+            (QueueLimit::Time(us), Some(bps)) => {
+                Some((bps as u128 * us as u128 / 8_000_000) as usize)
+            }
         }
     }
     /// Time to serialise `len` bytes (µs, rounded up); 0 without a bandwidth.
@@ -405,7 +407,11 @@ impl Link {
 
         // On the wire.
         if let Some(ge) = self.config.burst {
-            let flip = if self.burst_bad { ge.p_bad_to_good } else { ge.p_good_to_bad };
+            let flip = if self.burst_bad {
+                ge.p_bad_to_good
+            } else {
+                ge.p_good_to_bad
+            };
             if self.chance(flip) {
                 self.burst_bad = !self.burst_bad;
             }
@@ -467,7 +473,10 @@ mod tests {
 
     #[test]
     fn ten_mbit_serialises_1250_byte_datagrams_1ms_apart() {
-        let mut link = Link::new(LinkConfig::new().mbps(10.0).delay_us(0).unbounded_queue(), 1);
+        let mut link = Link::new(
+            LinkConfig::new().mbps(10.0).delay_us(0).unbounded_queue(),
+            1,
+        );
         let arrivals: Vec<u64> = (0..10).map(|_| link.send(0, dgram(1250))[0].0).collect();
         let expected: Vec<u64> = (1..=10).map(|i| i * 1000).collect();
         assert_eq!(arrivals, expected);
@@ -499,12 +508,23 @@ mod tests {
 
     #[test]
     fn queue_overflow_tail_drops() {
-        let mut link = Link::new(LinkConfig::new().mbps(10.0).delay_us(0).queue_bytes(5000), 1);
-        let delivered: Vec<bool> = (0..10).map(|_| !link.send(0, dgram(1250)).is_empty()).collect();
+        let mut link = Link::new(
+            LinkConfig::new().mbps(10.0).delay_us(0).queue_bytes(5000),
+            1,
+        );
+        let delivered: Vec<bool> = (0..10)
+            .map(|_| !link.send(0, dgram(1250)).is_empty())
+            .collect();
         assert_eq!(delivered.iter().filter(|d| **d).count(), 4);
-        assert!(delivered[..4].iter().all(|d| *d), "first four fit: {delivered:?}");
+        assert!(
+            delivered[..4].iter().all(|d| *d),
+            "first four fit: {delivered:?}"
+        );
         let s = link.stats();
-        assert_eq!((s.queue_drops, s.queue_drop_bytes, s.delivered_datagrams), (6, 7500, 4));
+        assert_eq!(
+            (s.queue_drops, s.queue_drop_bytes, s.delivered_datagrams),
+            (6, 7500, 4)
+        );
         assert_eq!(s.max_queue_bytes, 5000);
         // After one datagram left (t = 1 ms) there is room for exactly one more.
         assert!(!link.send(1000, dgram(1250)).is_empty());
@@ -522,7 +542,9 @@ mod tests {
     fn random_loss_rate_matches_configuration() {
         let n = 100_000;
         let mut link = Link::new(LinkConfig::new().loss(0.05), 7);
-        let delivered = (0..n).filter(|&i| !link.send(i, dgram(100)).is_empty()).count();
+        let delivered = (0..n)
+            .filter(|&i| !link.send(i, dgram(100)).is_empty())
+            .count();
         let loss = 1.0 - delivered as f64 / n as f64;
         assert!((0.045..0.055).contains(&loss), "loss {loss}");
         assert_eq!(link.stats().random_losses as usize, n as usize - delivered);
@@ -532,10 +554,15 @@ mod tests {
     fn burst_loss_is_bursty_and_averages_out() {
         let n = 200_000;
         let mut link = Link::new(LinkConfig::new().burst_loss(0.01, 0.25, 0.9), 11);
-        let lost: Vec<bool> = (0..n).map(|i| link.send(i, dgram(100)).is_empty()).collect();
+        let lost: Vec<bool> = (0..n)
+            .map(|i| link.send(i, dgram(100)).is_empty())
+            .collect();
         let rate = lost.iter().filter(|l| **l).count() as f64 / n as f64;
         let expected = link.config().burst.unwrap().mean_loss();
-        assert!((rate - expected).abs() < expected * 0.15, "loss {rate}, expected {expected}");
+        assert!(
+            (rate - expected).abs() < expected * 0.15,
+            "loss {rate}, expected {expected}"
+        );
         // Mean run length of consecutive losses: well above the ~1 of independent loss.
         let runs = lost.windows(2).filter(|w| !w[0] && w[1]).count();
         let mean_run = lost.iter().filter(|l| **l).count() as f64 / runs as f64;
@@ -544,7 +571,10 @@ mod tests {
 
     #[test]
     fn reordering_duplication_corruption() {
-        let cfg = LinkConfig::new().reorder(0.1, 20_000).duplicate(0.05).corrupt(0.02);
+        let cfg = LinkConfig::new()
+            .reorder(0.1, 20_000)
+            .duplicate(0.05)
+            .corrupt(0.02);
         let mut link = Link::new(cfg, 3);
         let n = 20_000u64;
         let mut arrivals = Vec::new();

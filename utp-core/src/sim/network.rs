@@ -190,10 +190,16 @@ impl fmt::Debug for Network {
 impl Network {
     /// An empty network whose every random choice derives from `seed`.
     pub fn new(seed: u64) -> Self {
+        Self::new_at(seed, 0)
+    }
+
+    /// Like [`Network::new`], with the clock starting at `start_us` (e.g.
+    /// just before the 32-bit microsecond timestamps wrap).
+    pub fn new_at(seed: u64, start_us: u64) -> Self {
         Network {
             seed,
             rng: ChaCha8Rng::seed_from_u64(seed),
-            now: 0,
+            now: start_us,
             nodes: Vec::new(),
             by_addr: BTreeMap::new(),
             links: Vec::new(),
@@ -304,7 +310,13 @@ impl Network {
     }
 
     /// Connect two nodes with a link in each direction; returns `(a->b, b->a)`.
-    pub fn connect_nodes(&mut self, a: NodeId, b: NodeId, a_to_b: LinkConfig, b_to_a: LinkConfig) -> (LinkId, LinkId) {
+    pub fn connect_nodes(
+        &mut self,
+        a: NodeId,
+        b: NodeId,
+        a_to_b: LinkConfig,
+        b_to_a: LinkConfig,
+    ) -> (LinkId, LinkId) {
         let ab = self.add_link(a_to_b);
         let ba = self.add_link(b_to_a);
         self.route(a, b, ab);
@@ -328,7 +340,11 @@ impl Network {
 
     /// Run arbitrary code against a node's endpoint and application now, then
     /// send what it produced.
-    pub fn with_node<R>(&mut self, id: NodeId, f: impl FnOnce(&mut Endpoint, &mut Peer, u64) -> R) -> R {
+    pub fn with_node<R>(
+        &mut self,
+        id: NodeId,
+        f: impl FnOnce(&mut Endpoint, &mut Peer, u64) -> R,
+    ) -> R {
         let now = self.now;
         let node = &mut self.nodes[id.0];
         let r = f(&mut node.endpoint, &mut node.app, now);
@@ -383,7 +399,13 @@ impl Network {
         };
         for (at, data) in self.links[link.0].send(self.now, data) {
             self.next_seq += 1;
-            self.queue.push(Reverse(InFlight { at, seq: self.next_seq, to, from: from_addr, data }));
+            self.queue.push(Reverse(InFlight {
+                at,
+                seq: self.next_seq,
+                to,
+                from: from_addr,
+                data,
+            }));
         }
     }
 
@@ -448,7 +470,9 @@ impl Network {
                 }
                 let node = &mut self.nodes[id.0];
                 node.datagrams_in += 1;
-                if node.endpoint.handle_datagram(now, from, &data) == crate::endpoint::DatagramKind::NotUtp {
+                if node.endpoint.handle_datagram(now, from, &data)
+                    == crate::endpoint::DatagramKind::NotUtp
+                {
                     node.not_utp_in += 1;
                 }
                 self.service(id);
@@ -484,7 +508,11 @@ impl Network {
     /// Run until `done(self)` holds; fail if the virtual clock would pass
     /// `deadline_us`, if nothing is left to happen, or on livelock. Returns
     /// the time the goal was reached.
-    pub fn run_until_done(&mut self, deadline_us: u64, mut done: impl FnMut(&Network) -> bool) -> Result<u64, SimError> {
+    pub fn run_until_done(
+        &mut self,
+        deadline_us: u64,
+        mut done: impl FnMut(&Network) -> bool,
+    ) -> Result<u64, SimError> {
         loop {
             if done(self) {
                 self.snapshot_stats();
@@ -514,14 +542,26 @@ impl Network {
     }
 
     fn error(&self, reason: StopReason) -> SimError {
-        SimError { reason, seed: self.seed, now_us: self.now, state: self.describe() }
+        SimError {
+            reason,
+            seed: self.seed,
+            now_us: self.now,
+            state: self.describe(),
+        }
     }
 
     /// A multi-line dump: nodes, their flows, links, network counters.
     pub fn describe(&self) -> String {
         use fmt::Write;
         let mut s = String::new();
-        let _ = writeln!(s, "t={:.6}s seed={} in_flight={} {:?}", self.now as f64 / 1e6, self.seed, self.queue.len(), self.stats);
+        let _ = writeln!(
+            s,
+            "t={:.6}s seed={} in_flight={} {:?}",
+            self.now as f64 / 1e6,
+            self.seed,
+            self.queue.len(),
+            self.stats
+        );
         for (i, n) in self.nodes.iter().enumerate() {
             let _ = writeln!(
                 s,

@@ -77,7 +77,13 @@ mod tests {
         let p = peek(&d).unwrap();
         assert_eq!(
             p,
-            Peek { packet_type: ST_DATA, connection_id: 0x1234, seq_nr: 7, ack_nr: 9, payload_len: 5 }
+            Peek {
+                packet_type: ST_DATA,
+                connection_id: 0x1234,
+                seq_nr: 7,
+                ack_nr: 9,
+                payload_len: 5
+            }
         );
         assert_eq!(peek(&d[..23]), None);
         assert_eq!(peek(&d[..19]), None);
