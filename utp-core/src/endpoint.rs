@@ -454,7 +454,12 @@ impl Endpoint {
 
     /// Find the connection a datagram we sent belonged to (from an ICMP quote).
     fn match_quoted(&self, dest: SocketAddr, quoted: &[u8]) -> Option<usize> {
-        let pkt = Packet::parse(quoted).ok()?;
+        // The kernel may quote only the start of the datagram: an extension
+        // chain cut short must not hide the header, so parse that alone.
+        let mut head = [0u8; crate::packet::HEADER_LEN];
+        head.copy_from_slice(quoted.get(..crate::packet::HEADER_LEN)?);
+        head[1] = crate::packet::EXT_NONE;
+        let pkt = Packet::parse(&head).ok()?;
         let id = pkt.header.connection_id;
         let dest = canonical(dest);
         if pkt.header.packet_type == PacketType::Syn {
@@ -661,6 +666,15 @@ impl Endpoint {
     pub fn close(&mut self, now_us: u64, h: ConnectionHandle) {
         if let Ok(h) = self.open_conn(h) {
             self.with_conn(h, now_us, |c, io| c.close(io));
+        }
+    }
+
+    /// Abortive close: send RESET to the peer and forget the connection at
+    /// once (queued data is dropped); `Closed` follows. Use it to refuse an
+    /// accepted connection.
+    pub fn reset(&mut self, now_us: u64, h: ConnectionHandle) {
+        if let Ok(h) = self.open_conn(h) {
+            self.with_conn(h, now_us, |c, io| c.abort(io));
         }
     }
 
@@ -1024,6 +1038,51 @@ mod tests {
             }
         }
         assert_eq!(e.connection_count(), 0);
+    }
+
+    #[test]
+    fn reset_refuses_an_accepted_connection() {
+        let mut p = Pair::new();
+        let (ha, hb) = establish(&mut p);
+        p.b.reset(p.now, hb);
+        for _ in 0..10 {
+            p.step();
+        }
+        assert!(p.events_b.contains(&Event::Closed(hb)));
+        assert!(
+            p.events_a
+                .contains(&Event::Error(ha, ConnectionError::Reset)),
+            "{:?}",
+            p.events_a
+        );
+        assert_eq!(p.b.connection_count(), 0);
+        assert_eq!(
+            p.a.write(p.now, ha, b"x"),
+            Err(StreamError::Failed(ConnectionError::Reset))
+        );
+    }
+
+    #[test]
+    fn icmp_unreachable_refuses_a_connect_and_frag_needed_shrinks_packets() {
+        let mut e = Endpoint::new(EndpointConfig::default(), 5);
+        let peer: SocketAddr = B.parse().unwrap();
+        let h = e.connect(0, peer);
+        let syn = e.poll_transmit().unwrap().contents;
+        // Another address, or a different id, does not match.
+        assert!(!e.handle_icmp_unreachable(1, A.parse().unwrap(), &syn));
+        let mut other = syn.clone();
+        other[3] ^= 1;
+        assert!(!e.handle_icmp_unreachable(1, peer, &other));
+        // Only the first bytes quoted, with a cut extension chain: still matched.
+        let mut quoted = syn[..20].to_vec();
+        quoted[1] = crate::packet::EXT_SACK;
+        assert!(e.handle_icmp_frag_needed(1, peer, &quoted, 1000));
+        assert_eq!(e.stats(h).unwrap().mtu_guess, 1000);
+        assert!(e.handle_icmp_unreachable(2, peer, &quoted));
+        assert_eq!(
+            e.poll_event(),
+            Some(Event::Error(h, ConnectionError::Refused))
+        );
     }
 
     mod hostile_input {

@@ -645,3 +645,31 @@ fn ipv4_mapped_destination_and_flush() {
         assert_eq!(s.read(&mut [0u8; 4]).unwrap(), 0);
     });
 }
+
+#[test]
+fn blocking_calls_from_a_callback_do_not_deadlock() {
+    with_timeout(30, || {
+        let listener = UtpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut c = UtpStream::connect(addr).unwrap();
+        c.write_all(b"x").unwrap();
+        let (s, _) = listener.accept().unwrap();
+        let s = Arc::new(s);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = std::sync::Mutex::new(tx);
+        let weak = Arc::downgrade(&s);
+        s.set_readiness_callback(Some(Box::new(move || {
+            if let Some(s) = weak.upgrade() {
+                // Blocking read and stats on the I/O thread: refused, not hung.
+                let mut buf = [0u8; 64];
+                let r = (&*s).read(&mut buf).map(|n| n.to_string());
+                let st = s.stats().map(|_| ());
+                let _ = tx.lock().unwrap().send((r.is_ok(), st.is_err()));
+            }
+        })));
+        c.write_all(b"more").unwrap();
+        let (_read_ok, stats_refused) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(stats_refused);
+        s.set_readiness_callback(None);
+    });
+}

@@ -108,7 +108,7 @@ impl Context {
         match self.invoke(UTP_GET_RANDOM, socket, |_| {}) {
             Some(v) => v as u32,
             // SAFETY: rand() has no preconditions.
-            None => unsafe { libc::rand() } as u32,
+            None => (unsafe { libc::rand() }) as u32,
         }
     }
 

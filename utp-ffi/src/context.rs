@@ -148,7 +148,7 @@ impl Context {
         c.is_live().then_some(c)
     }
 
-    pub(crate) fn as_ptr(&'static self) -> *mut utp_context {
+    pub(crate) fn as_ptr(&self) -> *mut utp_context {
         self as *const Context as *mut utp_context
     }
 

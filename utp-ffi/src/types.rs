@@ -31,6 +31,7 @@ pub type sockaddr = libc::sockaddr;
 /// Opaque C handle `utp_socket` (`typedef struct UTPSocket utp_socket;`).
 /// Pointers of this type point at a [`crate::socket::Socket`].
 #[repr(C)]
+#[derive(Debug)]
 pub struct utp_socket {
     _private: [u8; 0],
 }
@@ -38,6 +39,7 @@ pub struct utp_socket {
 /// Opaque C handle `utp_context` (`typedef struct struct_utp_context utp_context;`).
 /// Pointers of this type point at a [`crate::context::Context`].
 #[repr(C)]
+#[derive(Debug)]
 pub struct utp_context {
     _private: [u8; 0],
 }
@@ -45,6 +47,7 @@ pub struct utp_context {
 /// Stand-in for the C *function type* `utp_callback_t`; the header declares
 /// `utp_set_callback(..., utp_callback_t *proc)`, which is a function pointer.
 #[repr(C)]
+#[derive(Debug)]
 pub struct utp_callback_t {
     _private: [u8; 0],
 }
@@ -55,6 +58,7 @@ pub type CallbackFn = unsafe extern "C" fn(*mut utp_callback_arguments) -> uint6
 /// First anonymous union of `utp_callback_arguments` (8 bytes on LP64).
 #[repr(C)]
 #[derive(Clone, Copy)]
+#[allow(missing_debug_implementations)]
 pub union utp_args_u1 {
     pub address: *const sockaddr,
     pub send: c_int,
@@ -66,6 +70,7 @@ pub union utp_args_u1 {
 /// Second anonymous union of `utp_callback_arguments` (4 bytes).
 #[repr(C)]
 #[derive(Clone, Copy)]
+#[allow(missing_debug_implementations)]
 pub union utp_args_u2 {
     pub address_len: socklen_t,
     pub type_: c_int,

@@ -409,6 +409,28 @@ impl Connection {
         }
     }
 
+    /// Abortive close: tell the peer with a RESET and forget the connection
+    /// (used to refuse an accepted connection, or like `SO_LINGER` 0).
+    pub(crate) fn abort(&mut self, io: &mut Io<'_>) {
+        if !matches!(self.state, State::Dead | State::TimeWait) {
+            let header = Header {
+                packet_type: PacketType::Reset,
+                connection_id: self.send_id,
+                timestamp_us: io.now_us as u32,
+                timestamp_diff_us: self.reply_micro,
+                wnd_size: 0,
+                seq_nr: self.send.next_seq().0,
+                ack_nr: self.recv.ack_nr().0,
+            };
+            let mut buf = Vec::with_capacity(HEADER_LEN);
+            header.encode(None, &[], &mut buf);
+            self.after_send(io, buf, 0);
+        }
+        self.app_closed = true;
+        self.state = State::Failed(ConnectionError::Reset);
+        self.finish(io);
+    }
+
     /// Report `Closed` and linger to answer a retransmitted FIN, or vanish.
     fn finish(&mut self, io: &mut Io<'_>) {
         if !self.closed_reported {

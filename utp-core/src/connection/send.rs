@@ -272,7 +272,7 @@ impl SendBuffer {
             if size == 0 || in_flight + size > window || self.packets.len() >= max_packets {
                 return Next::WindowFull;
             }
-            let payload: Vec<u8> = self.unsent.drain(..size).collect();
+            let payload = self.take_unsent(size);
             return Next::Send(self.push_packet(PacketType::Data, payload));
         }
         if self.fin == Fin::Queued {
@@ -284,6 +284,18 @@ impl SendBuffer {
             return Next::Send(idx);
         }
         Next::Nothing
+    }
+
+    /// The first `n` unsent bytes, copied slice-wise (a byte-wise drain was
+    /// a quarter of the sender's CPU).
+    fn take_unsent(&mut self, n: usize) -> Vec<u8> {
+        let mut payload = Vec::with_capacity(n);
+        let (a, b) = self.unsent.as_slices();
+        let from_a = n.min(a.len());
+        payload.extend_from_slice(&a[..from_a]);
+        payload.extend_from_slice(&b[..n - from_a]);
+        self.unsent.drain(..n);
+        payload
     }
 
     /// Bookkeeping after packet `idx` went on the wire.

@@ -27,7 +27,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, TryRecvError};
 use parking_lot::Mutex;
 
-use crate::endpoint::{ConnectionError, ConnectionHandle, Endpoint, Event, StreamError, Transmit};
+use crate::endpoint::{ConnectionHandle, Endpoint, Event, StreamError, Transmit};
 
 use super::handle::{
     AcceptState, Command, ConnShared, ContextHandle, ContextShared, Phase, RuntimeConfig,
@@ -73,6 +73,7 @@ pub(crate) fn start(addr: SocketAddr, config: RuntimeConfig) -> io::Result<Arc<C
     // Short enough for the kernel's 15-byte thread names.
     let name = format!("utp-io-{}", shared.local_addr.port());
     std::thread::Builder::new().name(name).spawn(move || {
+        super::handle::ON_IO_THREAD.with(|f| f.set(true));
         let endpoint = Endpoint::new(endpoint_config, seed);
         let mut driver = Driver {
             start: Instant::now(),
@@ -313,35 +314,26 @@ impl Driver {
         }
     }
 
-    /// The engine has no ICMP input yet; what the runtime can do on its own:
-    /// a port-unreachable for a peer we are still connecting to fails those
-    /// connections as refused at once (instead of after the SYN timeout).
+    /// ICMP errors quoting one of our datagrams: the engine matches the
+    /// connection by the quoted header. Port unreachable refuses a connect at
+    /// once (and resets an established connection); "fragmentation needed"
+    /// shrinks that connection's packets.
     fn handle_icmp(&mut self, e: IcmpError) {
-        if e.kind != IcmpKind::PortUnreachable {
-            return;
-        }
         let now = self.now();
-        let victims: Vec<ConnectionHandle> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| {
-                !c.engine_closed
-                    && c.shared.peer == e.destination
-                    && c.shared.state.lock().phase == Phase::Connecting
-            })
-            .map(|(h, _)| *h)
-            .collect();
-        for h in victims {
-            if let Some(c) = self.conns.remove(&h) {
-                {
-                    let mut st = c.shared.state.lock();
-                    st.error = Some(ConnectionError::Refused);
-                }
-                self.endpoint.close(now, h);
-                self.closing.remove(&h);
-                self.write_retry.remove(&h);
-                self.to_wake.push(c.shared);
+        let quoted = &e.original[..e.original_len.min(e.original.len())];
+        match e.kind {
+            IcmpKind::PortUnreachable => {
+                self.endpoint
+                    .handle_icmp_unreachable(now, e.destination, quoted);
             }
+            IcmpKind::FragNeeded { mtu } if mtu > 0 => {
+                // The kernel reports the link MTU; we size UDP payloads.
+                let headers = if e.destination.is_ipv4() { 28 } else { 48 };
+                let payload = (mtu as usize).saturating_sub(headers);
+                self.endpoint
+                    .handle_icmp_frag_needed(now, e.destination, quoted, payload);
+            }
+            _ => {}
         }
     }
 
@@ -627,8 +619,8 @@ impl Driver {
                     );
                     self.wake_listener = true;
                 } else {
-                    // Backlog full or shutting down.
-                    self.endpoint.close(now, h);
+                    // Backlog full or shutting down: refuse with a RESET.
+                    self.endpoint.reset(now, h);
                 }
             }
             Event::Readable(h) | Event::Writable(h) => self.service(h),

@@ -332,6 +332,9 @@ impl ContextHandle {
         if self.shared.dead.load(Ordering::SeqCst) {
             return Err(Self::dead_error());
         }
+        if on_io_thread() {
+            return Err(would_deadlock());
+        }
         let conn = ConnShared::new(addr, Phase::Connecting, &self.shared.config);
         self.send(Command::Connect(conn.clone()));
         let engine_timeout = Duration::from_micros(self.shared.config.endpoint.connect_timeout_us)
@@ -372,6 +375,11 @@ impl ContextHandle {
     /// Takes the next incoming connection, waiting up to `timeout`
     /// (forever when `None`; not at all when `Some(ZERO)`, giving `WouldBlock`).
     pub fn accept(self: &Arc<Self>, timeout: Option<Duration>) -> io::Result<StreamHandle> {
+        let timeout = if on_io_thread() {
+            Some(Duration::ZERO)
+        } else {
+            timeout
+        };
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut acc = self.shared.accept.lock();
         loop {

@@ -22,24 +22,45 @@ use std::fmt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Gilbert-Elliott two-state burst-loss model: the chain moves once per
-/// datagram, and datagrams are lost with `loss_in_bad` while in the bad state
-/// (never in the good state; add [`LinkConfig::loss`] for that).
+/// Gilbert-Elliott two-state burst-loss model. Datagrams are lost with
+/// `loss_in_bad` while in the bad state (never in the good state; add
+/// [`LinkConfig::loss`] for that).
+///
+/// The chain moves one step per datagram, or one step per `step_us` of time
+/// since the previous datagram if that is more, so a burst is also bounded
+/// in time: with sparse traffic (a lone retransmission every few seconds)
+/// a purely per-datagram chain would stretch one burst over many seconds.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GilbertElliott {
-    /// Probability of moving good -> bad, per datagram.
+    /// Probability of moving good -> bad, per step.
     pub p_good_to_bad: f64,
-    /// Probability of moving bad -> good, per datagram.
+    /// Probability of moving bad -> good, per step.
     pub p_bad_to_good: f64,
     /// Loss probability while in the bad state.
     pub loss_in_bad: f64,
+    /// Time worth one step of the chain (µs); 0: steps per datagram only.
+    pub step_us: u64,
 }
 
 impl GilbertElliott {
-    /// Long-run fraction of datagrams lost.
+    /// Long-run fraction of time in the bad state.
+    pub fn bad_fraction(&self) -> f64 {
+        self.p_good_to_bad / (self.p_good_to_bad + self.p_bad_to_good)
+    }
+    /// Long-run fraction of datagrams lost (with back-to-back traffic).
     pub fn mean_loss(&self) -> f64 {
-        let bad = self.p_good_to_bad / (self.p_good_to_bad + self.p_bad_to_good);
-        bad * self.loss_in_bad
+        self.bad_fraction() * self.loss_in_bad
+    }
+    /// Probability of being in the bad state after `n` steps.
+    fn p_bad_after(&self, bad_now: bool, n: u64) -> f64 {
+        let pi = self.bad_fraction();
+        let decay = (1.0 - self.p_good_to_bad - self.p_bad_to_good).powf(n as f64);
+        let p = if bad_now {
+            pi + (1.0 - pi) * decay
+        } else {
+            pi * (1.0 - decay)
+        };
+        p.clamp(0.0, 1.0)
     }
 }
 
@@ -150,7 +171,15 @@ impl LinkConfig {
             p_good_to_bad: check_prob(p_good_to_bad),
             p_bad_to_good: check_prob(p_bad_to_good),
             loss_in_bad: check_prob(loss_in_bad),
+            step_us: 1000,
         });
+        self
+    }
+    /// Time worth one step of the burst-loss chain (0: per datagram only).
+    pub fn burst_step_us(mut self, step_us: u64) -> Self {
+        if let Some(ge) = self.burst.as_mut() {
+            ge.step_us = step_us;
+        }
         self
     }
     /// With probability `p` a datagram is held back by up to `max_extra_us`.
@@ -285,6 +314,7 @@ pub struct Link {
     queued_bytes: usize,
     busy_until: u64,
     burst_bad: bool,
+    burst_last_us: Option<u64>,
     stats: LinkStats,
 }
 
@@ -314,6 +344,7 @@ impl Link {
             queued_bytes: 0,
             busy_until: 0,
             burst_bad: false,
+            burst_last_us: None,
             stats: LinkStats::default(),
         }
     }
@@ -407,14 +438,15 @@ impl Link {
 
         // On the wire.
         if let Some(ge) = self.config.burst {
-            let flip = if self.burst_bad {
-                ge.p_bad_to_good
+            let idle = self.burst_last_us.map_or(0, |t| finish.saturating_sub(t));
+            self.burst_last_us = Some(finish);
+            let steps = if ge.step_us == 0 {
+                1
             } else {
-                ge.p_good_to_bad
+                (idle / ge.step_us).max(1)
             };
-            if self.chance(flip) {
-                self.burst_bad = !self.burst_bad;
-            }
+            let p_bad = ge.p_bad_after(self.burst_bad, steps);
+            self.burst_bad = self.chance(p_bad);
             if self.burst_bad && self.chance(ge.loss_in_bad) {
                 self.stats.burst_losses += 1;
                 return Vec::new();
@@ -567,6 +599,38 @@ mod tests {
         let runs = lost.windows(2).filter(|w| !w[0] && w[1]).count();
         let mean_run = lost.iter().filter(|l| **l).count() as f64 / runs as f64;
         assert!(mean_run > 2.0, "mean loss run {mean_run}");
+    }
+
+    #[test]
+    fn bursts_end_with_time_even_without_traffic() {
+        // Sparse traffic (one datagram a second) sees independent losses at
+        // about the mean rate, not second-long bursts.
+        let n = 20_000;
+        let cfg = LinkConfig::new().burst_loss(0.05, 0.2, 1.0);
+        let expected = cfg.burst.unwrap().mean_loss();
+        let mut link = Link::new(cfg.clone(), 13);
+        let lost: Vec<bool> = (0..n)
+            .map(|i| link.send(i * 1_000_000, dgram(100)).is_empty())
+            .collect();
+        let rate = lost.iter().filter(|l| **l).count() as f64 / n as f64;
+        assert!(
+            (rate - expected).abs() < 0.03,
+            "loss {rate}, expected {expected}"
+        );
+        let pairs = |lost: &[bool]| {
+            lost.windows(2).filter(|w| w[0] && w[1]).count() as f64 / (n - 1) as f64
+        };
+        let both = pairs(&lost);
+        assert!(
+            (both - expected * expected).abs() < 0.02,
+            "P(two in a row) {both}"
+        );
+        // Per-datagram stepping keeps the bursts.
+        let mut link = Link::new(cfg.burst_step_us(0), 13);
+        let lost: Vec<bool> = (0..n)
+            .map(|i| link.send(i * 1_000_000, dgram(100)).is_empty())
+            .collect();
+        assert!(pairs(&lost) > 0.1, "P(two in a row) {}", pairs(&lost));
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub use network::{LinkId, NetStats, Network, Node, NodeId, SimError, StopReason,
 
 /// Environment variable that overrides a test's seed.
 pub const SEED_ENV: &str = "UTP_SIM_SEED";
+/// Environment variable that turns on the datagram trace of every network.
+pub const TRACE_ENV: &str = "UTP_SIM_TRACE";
 
 /// `default`, unless `UTP_SIM_SEED` is set (decimal or `0x` hex).
 pub fn seed_from_env(default: u64) -> u64 {

@@ -132,7 +132,9 @@ pub struct Network {
     same_time_steps: u64,
     /// Steps allowed without the clock advancing before [`StopReason::Livelock`].
     pub livelock_limit: u64,
-    /// Record every datagram (`(time, from, to, len, header)`) when true.
+    /// Record every datagram sent and delivered (see [`TraceEntry`]); on by
+    /// default when `UTP_SIM_TRACE` is set, and the tail of the trace is
+    /// then part of [`Network::describe`].
     pub trace: bool,
     trace_log: Vec<TraceEntry>,
 }
@@ -209,7 +211,7 @@ impl Network {
             stats: NetStats::default(),
             same_time_steps: 0,
             livelock_limit: 1_000_000,
-            trace: false,
+            trace: std::env::var_os(super::TRACE_ENV).is_some_and(|v| v != "0"),
             trace_log: Vec::new(),
         }
     }
@@ -602,6 +604,21 @@ impl Network {
                 st.max_queue_bytes,
             );
         }
+        if self.trace && !self.trace_log.is_empty() {
+            let tail = self.trace_log.len().saturating_sub(TRACE_TAIL);
+            let _ = writeln!(
+                s,
+                "last {} of {} trace entries:",
+                self.trace_log.len() - tail,
+                self.trace_log.len()
+            );
+            for e in &self.trace_log[tail..] {
+                let _ = writeln!(s, "  {e}");
+            }
+        }
         s
     }
 }
+
+/// Trace entries shown by [`Network::describe`].
+const TRACE_TAIL: usize = 60;
