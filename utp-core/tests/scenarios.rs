@@ -722,6 +722,9 @@ fn bottleneck_ledbat_yields_to_reno() {
     let (ledbat, reno) = (d.goodput(0, from, to), d.goodput(1, from, to));
     let share = reno / (ledbat + reno);
     summary(name, &d.net, ledbat + reno, d.up, from, to, d.wall);
+    for &s in &d.senders {
+        println!("  {name}: sender {}", d.net.peer(s).first());
+    }
     println!(
         "  {name}: ledbat {:.2} Mbit/s, reno {:.2} Mbit/s, reno share {:.1}%",
         ledbat / 1e6,
