@@ -456,13 +456,10 @@ impl Endpoint {
     fn match_quoted(&self, dest: SocketAddr, quoted: &[u8]) -> Option<usize> {
         // The kernel may quote only the start of the datagram: an extension
         // chain cut short must not hide the header, so parse that alone.
-        let mut head = [0u8; crate::packet::HEADER_LEN];
-        head.copy_from_slice(quoted.get(..crate::packet::HEADER_LEN)?);
-        head[1] = crate::packet::EXT_NONE;
-        let pkt = Packet::parse(&head).ok()?;
-        let id = pkt.header.connection_id;
+        let header = Header::parse(quoted).ok()?;
+        let id = header.connection_id;
         let dest = canonical(dest);
-        if pkt.header.packet_type == PacketType::Syn {
+        if header.packet_type == PacketType::Syn {
             return self.by_key.get(&(dest, id)).copied();
         }
         [id.wrapping_add(1), id.wrapping_sub(1)]

@@ -440,11 +440,7 @@ impl Link {
         if let Some(ge) = self.config.burst {
             let idle = self.burst_last_us.map_or(0, |t| finish.saturating_sub(t));
             self.burst_last_us = Some(finish);
-            let steps = if ge.step_us == 0 {
-                1
-            } else {
-                (idle / ge.step_us).max(1)
-            };
+            let steps = idle.checked_div(ge.step_us).unwrap_or(0).max(1);
             let p_bad = ge.p_bad_after(self.burst_bad, steps);
             self.burst_bad = self.chance(p_bad);
             if self.burst_bad && self.chance(ge.loss_in_bad) {

@@ -1,0 +1,540 @@
+/*
+ * Misuse and lifecycle tests of the libutp C API (our libutp.so / libutp.a).
+ * Run by scripts/test-ffi.sh under Valgrind (--error-exitcode=1).
+ *
+ * 1. NULL and garbage arguments everywhere: every call returns libutp's
+ *    failure value, nothing crashes.
+ * 2. Two in-process contexts joined by a fake network (SENDTO queues the
+ *    datagram, a pump delivers it) on a fake clock: handshake, data, half
+ *    close, re-entrant calls from callbacks, DESTROYING exactly once, handles
+ *    used after DESTROYING, RESET / ICMP / timeout errors, utp_destroy.
+ * Prints "N passed, N failed" and exits non-zero on any failure.
+ */
+#include "utp.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int passed, failed;
+#define CHECK(cond)                                                         \
+    do {                                                                    \
+        if (cond) {                                                         \
+            passed++;                                                       \
+        } else {                                                            \
+            failed++;                                                       \
+            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+        }                                                                   \
+    } while (0)
+
+/* ------------------------------------------------------------------ fake network */
+
+#define MAXQ 4096
+struct dgram {
+    utp_context *from;
+    size_t len;
+    unsigned char data[1500];
+};
+static struct dgram queue[MAXQ];
+static int qhead, qtail;
+static int drop_all; /* lose every datagram */
+static uint64 now_us = 1000000000ULL;
+
+static utp_context *A, *B;
+static struct sockaddr_in addr_a, addr_b;
+
+static uint64 cb_us(utp_callback_arguments *a) { (void)a; return now_us; }
+static uint64 cb_ms(utp_callback_arguments *a) { (void)a; return now_us / 1000; }
+
+static int sends;
+static uint64 cb_sendto(utp_callback_arguments *a)
+{
+    sends++;
+    if (a->socket != NULL) failed++; /* SENDTO always gets socket NULL */
+    if (drop_all || (qtail + 1) % MAXQ == qhead || a->len > sizeof queue[0].data) return 0;
+    queue[qtail].from = a->context;
+    queue[qtail].len = a->len;
+    memcpy(queue[qtail].data, a->buf, a->len);
+    qtail = (qtail + 1) % MAXQ;
+    return 0;
+}
+
+/* deliver queued datagrams (also those queued meanwhile); tick the clock */
+static void pump(int rounds)
+{
+    int r;
+    for (r = 0; r < rounds; r++) {
+        while (qhead != qtail) {
+            struct dgram d = queue[qhead];
+            utp_context *to = d.from == A ? B : A;
+            const struct sockaddr_in *src = d.from == A ? &addr_a : &addr_b;
+            qhead = (qhead + 1) % MAXQ;
+            CHECK(utp_process_udp(to, d.data, d.len, (const struct sockaddr *)src, sizeof *src) == 1);
+        }
+        utp_issue_deferred_acks(A);
+        utp_issue_deferred_acks(B);
+        now_us += 10000;
+        utp_check_timeouts(A);
+        utp_check_timeouts(B);
+    }
+}
+
+/* ------------------------------------------------------------------ callbacks */
+
+static utp_socket *sa, *sb; /* A's outgoing, B's accepted */
+static int connects, accepts, eofs_a, eofs_b, destroys_a, destroys_b, writables;
+static int errors[3];
+static size_t got_b, got_a;
+static unsigned char rx[300000];
+static int close_on_eof_b;
+
+static uint64 cb_state(utp_callback_arguments *a)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    switch (a->state) {
+    case UTP_STATE_CONNECT:
+        connects++;
+        /* re-entrant calls from inside a callback */
+        CHECK(utp_getpeername(a->socket, (struct sockaddr *)&ss, &len) == 0);
+        CHECK(len == sizeof(struct sockaddr_in));
+        CHECK(utp_get_stats(a->socket) != NULL);
+        CHECK(utp_get_context(a->socket) == a->context);
+        CHECK(utp_write(a->socket, (void *)"hello", 5) == 5);
+        break;
+    case UTP_STATE_WRITABLE:
+        writables++;
+        break;
+    case UTP_STATE_EOF:
+        if (a->context == A) eofs_a++;
+        else {
+            eofs_b++;
+            if (close_on_eof_b) utp_close(a->socket);
+        }
+        break;
+    case UTP_STATE_DESTROYING:
+        CHECK(utp_get_stats(a->socket) != NULL);
+        if (a->context == A) destroys_a++;
+        else destroys_b++;
+        break;
+    default:
+        failed++;
+    }
+    return 0;
+}
+
+static uint64 cb_read(utp_callback_arguments *a)
+{
+    CHECK(a->len > 0 && a->buf != NULL);
+    if (a->context == B) {
+        if (got_b + a->len <= sizeof rx) memcpy(rx + got_b, a->buf, a->len);
+        got_b += a->len;
+    } else {
+        got_a += a->len;
+    }
+    utp_read_drained(a->socket); /* re-entrant */
+    return 0;
+}
+
+static int firewall_calls, firewall_reject;
+static uint64 cb_firewall(utp_callback_arguments *a)
+{
+    firewall_calls++;
+    CHECK(a->socket == NULL && a->address != NULL && a->address_len == sizeof(struct sockaddr_in));
+    return firewall_reject;
+}
+
+static uint64 cb_accept(utp_callback_arguments *a)
+{
+    accepts++;
+    sb = a->socket;
+    CHECK(a->address_len == sizeof(struct sockaddr_in));
+    CHECK(utp_get_userdata(sb) == NULL);
+    utp_set_userdata(sb, &accepts);
+    return 0;
+}
+
+static uint64 cb_error(utp_callback_arguments *a)
+{
+    if (a->error_code >= 0 && a->error_code < 3) errors[a->error_code]++;
+    else failed++;
+    return 0;
+}
+
+static void setup_ctx(utp_context *c)
+{
+    utp_set_callback(c, UTP_GET_MICROSECONDS, &cb_us);
+    utp_set_callback(c, UTP_GET_MILLISECONDS, &cb_ms);
+    utp_set_callback(c, UTP_SENDTO, &cb_sendto);
+    utp_set_callback(c, UTP_ON_STATE_CHANGE, &cb_state);
+    utp_set_callback(c, UTP_ON_READ, &cb_read);
+    utp_set_callback(c, UTP_ON_ERROR, &cb_error);
+}
+
+static void reset_counters(void)
+{
+    connects = accepts = eofs_a = eofs_b = destroys_a = destroys_b = writables = 0;
+    errors[0] = errors[1] = errors[2] = 0;
+    got_a = got_b = 0;
+    sa = sb = NULL;
+    qhead = qtail = 0;
+    close_on_eof_b = 0;
+    drop_all = 0;
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static void test_null_everywhere(void)
+{
+    unsigned char pkt[64];
+    uint32 o = 1, t = 1, g = 1;
+    struct utp_iovec iov = {0, 0};
+    socklen_t sl = 16;
+    struct sockaddr_in sin;
+    memset(pkt, 0, sizeof pkt);
+    memset(&sin, 0, sizeof sin);
+
+    CHECK(utp_init(0) == NULL);
+    CHECK(utp_init(1) == NULL);
+    CHECK(utp_init(3) == NULL);
+    CHECK(utp_init(-1) == NULL);
+    utp_destroy(NULL);
+    utp_set_callback(NULL, UTP_LOG, &cb_us);
+    CHECK(utp_context_set_userdata(NULL, &o) == NULL);
+    CHECK(utp_context_get_userdata(NULL) == NULL);
+    CHECK(utp_context_set_option(NULL, UTP_SNDBUF, 1) == -1);
+    CHECK(utp_context_get_option(NULL, UTP_SNDBUF) == -1);
+    CHECK(utp_process_udp(NULL, pkt, sizeof pkt, (struct sockaddr *)&sin, sizeof sin) == 0);
+    CHECK(utp_process_icmp_error(NULL, pkt, sizeof pkt, (struct sockaddr *)&sin, sizeof sin) == 0);
+    CHECK(utp_process_icmp_fragmentation(NULL, pkt, sizeof pkt, (struct sockaddr *)&sin, sizeof sin, 1000) == 0);
+    utp_check_timeouts(NULL);
+    utp_issue_deferred_acks(NULL);
+    CHECK(utp_get_context_stats(NULL) == NULL);
+    CHECK(utp_create_socket(NULL) == NULL);
+    CHECK(utp_set_userdata(NULL, &o) == NULL);
+    CHECK(utp_get_userdata(NULL) == NULL);
+    CHECK(utp_setsockopt(NULL, UTP_SNDBUF, 1) == -1);
+    CHECK(utp_getsockopt(NULL, UTP_SNDBUF) == -1);
+    CHECK(utp_connect(NULL, (struct sockaddr *)&sin, sizeof sin) == -1);
+    CHECK(utp_write(NULL, pkt, 1) == -1);
+    CHECK(utp_writev(NULL, &iov, 1) == -1);
+    CHECK(utp_getpeername(NULL, (struct sockaddr *)&sin, &sl) == -1);
+    utp_read_drained(NULL);
+    CHECK(utp_get_delays(NULL, &o, &t, &g) == -1);
+    CHECK(utp_get_stats(NULL) == NULL);
+    CHECK(utp_get_context(NULL) == NULL);
+    utp_shutdown(NULL, SHUT_RDWR);
+    utp_close(NULL);
+}
+
+static void test_context_misuse(void)
+{
+    utp_context *c = utp_init(2);
+    utp_socket *s;
+    unsigned char pkt[64];
+    static const char dht[] = "d1:ad2:id20:abcdefghij0123456789e1:q4:pinge";
+    struct sockaddr_in sin;
+    struct sockaddr un;
+    socklen_t sl = sizeof sin;
+    uint32 o = 7, t = 7, g = 7;
+    int i;
+    struct utp_iovec iov[2];
+
+    CHECK(c != NULL);
+    /* options */
+    CHECK(utp_context_get_option(c, UTP_SNDBUF) == 1048576);
+    CHECK(utp_context_get_option(c, UTP_RCVBUF) == 1048576);
+    CHECK(utp_context_get_option(c, UTP_TARGET_DELAY) == 100000);
+    CHECK(utp_context_get_option(c, UTP_LOG_NORMAL) == 0);
+    CHECK(utp_context_set_option(c, UTP_LOG_NORMAL, 5) == 0);
+    CHECK(utp_context_get_option(c, UTP_LOG_NORMAL) == 1);
+    for (i = -3; i < 16; i++) {
+        CHECK(utp_context_set_option(c, i, 1) == -1);
+        CHECK(utp_context_get_option(c, i) == -1);
+    }
+    CHECK(utp_context_set_option(c, UTP_ARRAY_SIZE, 1) == -1);
+    CHECK(utp_context_get_option(c, INT_MAX) == -1);
+    CHECK(utp_context_get_option(c, INT_MIN) == -1);
+    /* out-of-range callback ids are ignored */
+    utp_set_callback(c, -1, &cb_us);
+    utp_set_callback(c, UTP_ARRAY_SIZE, &cb_us);
+    utp_set_callback(c, 1000000, &cb_us);
+    utp_set_callback(c, INT_MIN, &cb_us);
+    utp_set_callback(c, UTP_TARGET_DELAY, &cb_us); /* accepted, never called */
+    /* clearing a defaulted callback restores the default clock */
+    utp_set_callback(c, UTP_GET_MILLISECONDS, NULL);
+    utp_set_callback(c, UTP_GET_MICROSECONDS, NULL);
+    utp_check_timeouts(c);
+    CHECK(utp_context_set_userdata(c, &o) == &o);
+    CHECK(utp_context_get_userdata(c) == &o);
+    CHECK(utp_get_context_stats(c) != NULL);
+
+    /* utp_process_udp classification */
+    utp_set_callback(c, UTP_SENDTO, &cb_sendto);
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(4000);
+    sin.sin_addr.s_addr = htonl(0x7f000001);
+    memset(pkt, 0, sizeof pkt);
+    CHECK(utp_process_udp(c, NULL, 20, (struct sockaddr *)&sin, sizeof sin) == 0);
+    CHECK(utp_process_udp(c, pkt, 20, NULL, sizeof sin) == 0);
+    CHECK(utp_process_udp(c, (const byte *)dht, sizeof dht - 1, (struct sockaddr *)&sin, sizeof sin) == 0);
+    pkt[0] = 0x01; /* DATA v1 */
+    CHECK(utp_process_udp(c, pkt, 19, (struct sockaddr *)&sin, sizeof sin) == 0);
+    pkt[0] = 0x51; /* type 5 */
+    CHECK(utp_process_udp(c, pkt, 20, (struct sockaddr *)&sin, sizeof sin) == 0);
+    pkt[0] = 0x02; /* version 2 */
+    CHECK(utp_process_udp(c, pkt, 20, (struct sockaddr *)&sin, sizeof sin) == 0);
+    pkt[0] = 0x01;
+    pkt[1] = 3; /* first extension 3 */
+    CHECK(utp_process_udp(c, pkt, 20, (struct sockaddr *)&sin, sizeof sin) == 0);
+    pkt[1] = 0;
+    pkt[3] = 77; /* DATA for an unknown connection: uTP, answered with RESET */
+    sends = 0;
+    qhead = qtail = 0;
+    CHECK(utp_process_udp(c, pkt, 20, (struct sockaddr *)&sin, sizeof sin) == 1);
+    CHECK(sends == 1);
+    CHECK(qtail == 1 && queue[0].len == 20 && (queue[0].data[0] >> 4) == 3);
+    pkt[1] = 1; /* SACK extension that overruns: still uTP (dropped) */
+    CHECK(utp_process_udp(c, pkt, 20, (struct sockaddr *)&sin, sizeof sin) == 1);
+    pkt[1] = 0;
+    pkt[0] = 0x41; /* SYN without ON_ACCEPT: ignored, still 1 */
+    sends = 0;
+    CHECK(utp_process_udp(c, pkt, 20, (struct sockaddr *)&sin, sizeof sin) == 1);
+    CHECK(sends == 0);
+    sin.sin_family = AF_UNIX; /* unusable source address */
+    pkt[0] = 0x01;
+    CHECK(utp_process_udp(c, pkt, 20, (struct sockaddr *)&sin, sizeof sin) == 0);
+    sin.sin_family = AF_INET;
+    CHECK(utp_process_udp(c, pkt, 20, (struct sockaddr *)&sin, 4) == 0);
+    /* ICMP for nothing we sent */
+    CHECK(utp_process_icmp_error(c, pkt, 20, (struct sockaddr *)&sin, sizeof sin) == 0);
+    CHECK(utp_process_icmp_error(c, pkt, 5, (struct sockaddr *)&sin, sizeof sin) == 0);
+    CHECK(utp_process_icmp_error(c, NULL, 20, (struct sockaddr *)&sin, sizeof sin) == 0);
+    CHECK(utp_process_icmp_fragmentation(c, pkt, 20, NULL, 0, 1400) == 0);
+
+    /* an unconnected socket */
+    s = utp_create_socket(c);
+    CHECK(s != NULL);
+    CHECK(utp_get_context(s) == c);
+    CHECK(utp_getsockopt(s, UTP_SNDBUF) == 1048576);
+    CHECK(utp_setsockopt(s, UTP_SNDBUF, 65536) == 0);
+    CHECK(utp_getsockopt(s, UTP_SNDBUF) == 65536);
+    CHECK(utp_setsockopt(s, UTP_LOG_NORMAL, 1) == -1);
+    CHECK(utp_getsockopt(s, UTP_LOG_NORMAL) == -1);
+    CHECK(utp_setsockopt(s, -5, 1) == -1);
+    CHECK(utp_getsockopt(s, 99) == -1);
+    CHECK(utp_write(s, (void *)"x", 1) == 0);   /* not connected */
+    CHECK(utp_write(s, NULL, 0) == 0);
+    CHECK(utp_write(s, NULL, 10) == -1);
+    CHECK(utp_writev(s, NULL, 1) == -1);
+    iov[0].iov_base = (void *)"ab";
+    iov[0].iov_len = 2;
+    iov[1].iov_base = NULL;
+    iov[1].iov_len = 3;
+    CHECK(utp_writev(s, iov, 0) == -1);
+    CHECK(utp_writev(s, iov, 2) == -1);       /* NULL base with a length */
+    CHECK(utp_writev(s, iov, 1) == 0);
+    CHECK(utp_getpeername(s, (struct sockaddr *)&sin, &sl) == -1);
+    CHECK(utp_getpeername(s, NULL, &sl) == -1);
+    CHECK(utp_get_delays(s, &o, &t, &g) == -1);
+    CHECK(o == 0 && t == 0 && g == 0);
+    CHECK(utp_get_delays(s, NULL, NULL, NULL) == -1);
+    CHECK(utp_connect(s, NULL, sizeof sin) == -1);
+    CHECK(utp_connect(s, (struct sockaddr *)&sin, 3) == -1);
+    memset(&un, 0, sizeof un);
+    un.sa_family = AF_UNIX;
+    CHECK(utp_connect(s, &un, sizeof un) == -1);
+    utp_shutdown(s, SHUT_WR);
+    utp_shutdown(s, 12345);
+    utp_read_drained(s);
+    CHECK(utp_set_userdata(s, &t) == &t);
+    CHECK(utp_get_userdata(s) == &t);
+    utp_close(s);
+    /* never connected: released at once; the handle is now a tombstone */
+    CHECK(utp_get_userdata(s) == NULL);
+    CHECK(utp_write(s, (void *)"x", 1) == -1);
+    CHECK(utp_connect(s, (struct sockaddr *)&sin, sizeof sin) == -1);
+    CHECK(utp_get_context(s) == NULL);
+    utp_close(s); /* double close */
+
+    /* sockets left open are released by utp_destroy */
+    s = utp_create_socket(c);
+    CHECK(s != NULL);
+    utp_destroy(c);
+    /* the context handle is a tombstone now */
+    CHECK(utp_context_get_userdata(c) == NULL);
+    CHECK(utp_create_socket(c) == NULL);
+    CHECK(utp_get_userdata(s) == NULL);
+    utp_check_timeouts(c);
+    utp_destroy(c); /* double destroy */
+}
+
+static void test_transfer_and_close(void)
+{
+    unsigned char *data = malloc(sizeof rx);
+    size_t i, off = 0;
+    int rounds;
+    utp_socket *old_a, *old_b;
+    utp_socket_stats *st;
+    uint32 ours, theirs, age;
+
+    reset_counters();
+    for (i = 0; i < sizeof rx; i++) data[i] = (unsigned char)(i * 7 + (i >> 9));
+    A = utp_init(2);
+    B = utp_init(2);
+    setup_ctx(A);
+    setup_ctx(B);
+    utp_set_callback(B, UTP_ON_ACCEPT, &cb_accept);
+    utp_set_callback(B, UTP_ON_FIREWALL, &cb_firewall);
+
+    /* firewall rejects: silently ignored */
+    firewall_reject = 1;
+    sa = utp_create_socket(A);
+    CHECK(utp_connect(sa, (struct sockaddr *)&addr_b, sizeof addr_b) == 0);
+    CHECK(utp_connect(sa, (struct sockaddr *)&addr_b, sizeof addr_b) == -1); /* twice: -1 and closed */
+    pump(3);
+    CHECK(firewall_calls >= 1 && accepts == 0 && connects == 0);
+    pump(60); /* 600 ms: the closed socket is released */
+    CHECK(destroys_a == 1);
+    CHECK(utp_get_userdata(sa) == NULL); /* tombstone */
+
+    firewall_reject = 0;
+    destroys_a = 0;
+    sa = utp_create_socket(A);
+    CHECK(utp_connect(sa, (struct sockaddr *)&addr_b, sizeof addr_b) == 0);
+    pump(5);
+    CHECK(connects == 1);
+    CHECK(accepts == 1 && sb != NULL);
+    CHECK(utp_get_userdata(sb) == &accepts);
+    CHECK(got_b == 5 && memcmp(rx, "hello", 5) == 0);
+
+    /* bulk data A -> B, honouring short writes and WRITABLE */
+    got_b = 0;
+    for (rounds = 0; rounds < 5000 && got_b < sizeof rx; rounds++) {
+        while (off < sizeof rx) {
+            ssize_t n = utp_write(sa, data + off, sizeof rx - off > 3000 ? 3000 : sizeof rx - off);
+            CHECK(n >= 0);
+            if (n <= 0) break;
+            off += (size_t)n;
+        }
+        pump(1);
+    }
+    CHECK(off == sizeof rx);
+    CHECK(got_b == sizeof rx && memcmp(rx, data, sizeof rx) == 0);
+    st = utp_get_stats(sa);
+    CHECK(st != NULL && st->nxmit > 200 && st->nbytes_xmit > sizeof rx);
+    CHECK(utp_get_delays(sa, &ours, &theirs, &age) == 0);
+    CHECK(utp_get_context_stats(A)->_nraw_send[3] + utp_get_context_stats(A)->_nraw_send[4] > 100);
+
+    /* B writes back; then A half-closes: writes after shutdown return 0 */
+    CHECK(utp_write(sb, (void *)"pong", 4) == 4);
+    pump(3);
+    CHECK(got_a == 4);
+    utp_shutdown(sa, SHUT_WR);
+    CHECK(utp_write(sa, (void *)"late", 4) == 0);
+    pump(3);
+    CHECK(eofs_b == 1);
+    CHECK(utp_write(sb, (void *)"after-eof", 9) == 9); /* half-close: B can still write */
+    pump(3);
+    CHECK(got_a == 13);
+
+    /* B closes on its own; A then closes: both sockets end with one DESTROYING */
+    utp_close(sb);
+    utp_close(sb); /* double close is a no-op */
+    CHECK(utp_write(sb, (void *)"x", 1) == 0);
+    pump(5);
+    CHECK(eofs_a == 1);
+    utp_close(sa);
+    pump(100);
+    CHECK(destroys_a == 1);
+    CHECK(destroys_b == 1);
+    old_a = sa;
+    old_b = sb;
+    /* handles after DESTROYING: tombstones, failure values */
+    CHECK(utp_write(old_a, (void *)"x", 1) == -1);
+    CHECK(utp_get_stats(old_b) == NULL);
+    CHECK(utp_getsockopt(old_b, UTP_SNDBUF) == -1);
+    utp_close(old_a);
+    utp_shutdown(old_b, SHUT_RDWR);
+
+    /* a RESET while connecting reports ECONNRESET (libutp quirk 8) */
+    {
+        unsigned char syn[20];
+        struct dgram d;
+        unsigned char rst[20];
+        reset_counters();
+        sa = utp_create_socket(A);
+        CHECK(utp_connect(sa, (struct sockaddr *)&addr_b, sizeof addr_b) == 0);
+        CHECK(qtail == 1);
+        d = queue[0];
+        memcpy(syn, d.data, 20);
+        qhead = qtail = 0;
+        memset(rst, 0, sizeof rst);
+        rst[0] = 0x31;
+        rst[2] = syn[2];
+        rst[3] = syn[3];
+        CHECK(utp_process_udp(A, rst, 20, (struct sockaddr *)&addr_b, sizeof addr_b) == 1);
+        CHECK(errors[UTP_ECONNRESET] == 1);
+        CHECK(utp_write(sa, (void *)"x", 1) == 0);
+        utp_close(sa);
+        pump(60);
+        CHECK(destroys_a == 1);
+
+        /* ICMP port unreachable while connecting: ECONNREFUSED */
+        reset_counters();
+        sa = utp_create_socket(A);
+        CHECK(utp_connect(sa, (struct sockaddr *)&addr_b, sizeof addr_b) == 0);
+        d = queue[0];
+        qhead = qtail = 0;
+        CHECK(utp_process_icmp_error(A, d.data, d.len, (struct sockaddr *)&addr_b, sizeof addr_b) == 1);
+        CHECK(errors[UTP_ECONNREFUSED] == 1);
+        CHECK(utp_process_icmp_fragmentation(A, d.data, d.len, (struct sockaddr *)&addr_b, sizeof addr_b, 1200) == 1);
+        utp_close(sa);
+        pump(60);
+        CHECK(destroys_a == 1);
+
+        /* nobody answers: ETIMEDOUT after the SYN give-up time */
+        reset_counters();
+        drop_all = 1;
+        sa = utp_create_socket(A);
+        CHECK(utp_connect(sa, (struct sockaddr *)&addr_b, sizeof addr_b) == 0);
+        pump(2500); /* 25 s of fake time */
+        CHECK(errors[UTP_ETIMEDOUT] == 1);
+        CHECK(destroys_a == 0); /* lingers until closed */
+        utp_close(sa);
+        pump(60);
+        CHECK(destroys_a == 1);
+        drop_all = 0;
+    }
+
+    /* utp_destroy fires DESTROYING for every registered socket */
+    reset_counters();
+    close_on_eof_b = 0;
+    sa = utp_create_socket(A);
+    CHECK(utp_connect(sa, (struct sockaddr *)&addr_b, sizeof addr_b) == 0);
+    pump(5);
+    CHECK(connects == 1 && accepts == 1);
+    utp_destroy(A);
+    utp_destroy(B);
+    CHECK(destroys_a == 1 && destroys_b == 1);
+    free(data);
+}
+
+int main(void)
+{
+    memset(&addr_a, 0, sizeof addr_a);
+    addr_a.sin_family = AF_INET;
+    addr_a.sin_port = htons(1000);
+    addr_a.sin_addr.s_addr = htonl(0x0a000001);
+    addr_b = addr_a;
+    addr_b.sin_port = htons(2000);
+    addr_b.sin_addr.s_addr = htonl(0x0a000002);
+
+    test_null_everywhere();
+    test_context_misuse();
+    test_transfer_and_close();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}
