@@ -292,16 +292,18 @@ fn print_stats(stream: &UtpStream, label: &str) {
     if let Ok(s) = stream.stats() {
         debug!(
             1,
-            "{label}: sent {} B in {} packets ({} timeout + {} fast retransmits), \
-             received {} B in {} packets ({} duplicates), rtt {} us, cwnd {} B, in flight {} B",
+            "{label}: sent {} B in {} packets ({} timeouts, {} timeout + {} fast retransmits), \
+             received {} B in {} packets ({} duplicates), rtt {} us, rto {} us, cwnd {} B, in flight {} B",
             s.bytes_sent,
             s.packets_sent,
+            s.timeouts,
             s.timeout_retransmits,
             s.fast_retransmits,
             s.bytes_received,
             s.packets_received,
             s.duplicates_received,
             s.rtt_us,
+            s.rto_us,
             s.cwnd,
             s.bytes_in_flight
         );

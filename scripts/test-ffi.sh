@@ -13,7 +13,8 @@
 #     our listener <- real sender, ours <-> ours, our static ucat <-> real,
 #     and the real ucat *binary* running on our libutp.so (LD_LIBRARY_PATH);
 #  5. the refused case: our ucat to a closed port reports UTP_ECONNREFUSED;
-#  6. runs the C misuse/lifecycle tests (utp-ffi/tests/c/misuse.c) under
+#  6. builds and runs the caller-driven echo example (examples/c);
+#  7. runs the C misuse/lifecycle tests (utp-ffi/tests/c/misuse.c) under
 #     Valgrind (--error-exitcode=1), static and dynamic.
 #
 # Loopback only; every process is killed on exit (ucat-smoke.sh traps).
@@ -162,6 +163,14 @@ if grep -q 'Error: UTP_ECONNREFUSED' "$WORK/refused.err" && [ "$rc" = 1 ]; then
 else
     bad "refused: exit $rc, stderr: $(head -3 "$WORK/refused.err" | tr '\n' ' ')"
 fi
+
+# ------------------------------------------------------------------ the C example
+if out=$(make -s -C examples/c clean test 2>&1); then
+    ok "examples/c: $(tail -1 <<<"$out")"
+else
+    echo "$out" | tail -10 >&2; bad "examples/c echo round trip"
+fi
+make -s -C examples/c clean >/dev/null 2>&1 || true
 
 # ------------------------------------------------------------------ misuse tests under Valgrind
 gcc -Wall -Wextra -Werror -g -DPOSIX -I include utp-ffi/tests/c/misuse.c -L "$REL" -lutp \

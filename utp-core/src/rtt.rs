@@ -13,6 +13,11 @@
 //! back-off after a timeout is the connection's business, not this type's.
 //! Integer arithmetic, truncating toward zero, like libutp.
 
+/// Least margin of the timeout over the smoothed RTT (RFC 6298's clock
+/// granularity G): on a path with steady delay the variance decays to
+/// nearly zero, and a timeout right at the RTT fires on the slightest jitter.
+pub const RTO_GRANULARITY_US: u64 = 50_000;
+
 /// Smoothed RTT, its variance, and the retransmission timeout derived from them.
 #[derive(Clone, Debug)]
 pub struct RttEstimator {
@@ -78,7 +83,7 @@ impl RttEstimator {
         match self.srtt_us {
             None => self.initial_rto_us.max(self.min_rto_us),
             Some(rtt) => rtt
-                .saturating_add(self.rttvar_us.saturating_mul(4))
+                .saturating_add(self.rttvar_us.saturating_mul(4).max(RTO_GRANULARITY_US))
                 .max(self.min_rto_us),
         }
     }

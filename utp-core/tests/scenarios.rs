@@ -1131,8 +1131,18 @@ fn bottleneck_ledbat_across_timestamp_wrap() {
 
 #[test]
 fn receiver_stops_reading_zero_window() {
-    let name = "zero_window_receiver_pauses";
-    let seed = sim::seed_from_env(0x2E20);
+    zero_window_case("zero_window_pause_10s", 0x2E20, secs(10));
+}
+
+#[test]
+fn receiver_stops_reading_two_minutes() {
+    // A receiver that stops reading for two minutes (disk full, application
+    // busy) is alive and acknowledging: the sender must wait, not give up.
+    zero_window_case("zero_window_pause_120s", 0x2E21, secs(120));
+}
+
+fn zero_window_case(name: &str, default_seed: u64, pause: u64) {
+    let seed = sim::seed_from_env(default_seed);
     let cfg_b = EndpointConfig {
         recv_buffer: 64 * 1024,
         ..Default::default()
@@ -1142,7 +1152,7 @@ fn receiver_stops_reading_zero_window() {
     let total = 2 * MB;
     p.net.peer_mut(p.b).pause_reads = true;
     p.net.connect(p.a, sim::addr(2), FlowPlan::send(total));
-    let resume = secs(10);
+    let resume = pause;
     p.net
         .run_until(resume)
         .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -1179,7 +1189,8 @@ fn receiver_stops_reading_zero_window() {
         p.wall,
     );
     println!(
-        "  {name}: during the 10 s pause: {sent_during_pause} datagrams sent, peer window {peer_window}, in flight {in_flight}; after resuming: more than the buffer read at +{:.3} s, EOF at +{:.3} s",
+        "  {name}: during the {} s pause: {sent_during_pause} datagrams sent, peer window {peer_window}, in flight {in_flight}; after resuming: more than the buffer read at +{:.3} s, EOF at +{:.3} s",
+        pause / 1_000_000,
         first_after.map_or(f64::NAN, |t| (t - resume) as f64 / 1e6),
         (t - resume) as f64 / 1e6
     );

@@ -38,7 +38,10 @@ pub(crate) unsafe fn from_c(sa: *const sockaddr, len: socklen_t) -> Option<Socke
             // SAFETY: len covers a sockaddr_in6.
             let sin6 = unsafe { std::ptr::read_unaligned(sa as *const libc::sockaddr_in6) };
             let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Some(canonical(SocketAddr::new(IpAddr::V6(ip), u16::from_be(sin6.sin6_port))))
+            Some(canonical(SocketAddr::new(
+                IpAddr::V6(ip),
+                u16::from_be(sin6.sin6_port),
+            )))
         }
         _ => None,
     }
@@ -53,7 +56,9 @@ pub(crate) struct CAddr {
 
 impl std::fmt::Debug for CAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CAddr").field("len", &self.len).finish_non_exhaustive()
+        f.debug_struct("CAddr")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
     }
 }
 
@@ -117,7 +122,10 @@ mod tests {
         let mapped: SocketAddr = "[::ffff:10.1.2.3]:77".parse().unwrap();
         let c = CAddr::new(mapped);
         assert_eq!(c.len() as usize, size_of::<libc::sockaddr_in>());
-        assert_eq!(unsafe { from_c(c.as_ptr(), c.len()) }, Some("10.1.2.3:77".parse().unwrap()));
+        assert_eq!(
+            unsafe { from_c(c.as_ptr(), c.len()) },
+            Some("10.1.2.3:77".parse().unwrap())
+        );
         assert_eq!(unsafe { from_c(c.as_ptr(), 3) }, None);
         assert_eq!(unsafe { from_c(std::ptr::null(), 16) }, None);
     }

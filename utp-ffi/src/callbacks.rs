@@ -24,7 +24,10 @@ pub(crate) enum LogLevel {
 
 /// `CLOCK_MONOTONIC` in microseconds (libutp's POSIX default clock).
 pub(crate) fn monotonic_us() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid out pointer.
     let r = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     if r != 0 {
@@ -57,7 +60,9 @@ pub(crate) fn default_overhead(peer: &SocketAddr) -> u64 {
 impl Context {
     /// The application's function in slot `id`, if any.
     pub(crate) fn callback(&self, id: c_int) -> Option<CallbackFn> {
-        self.callbacks.get(usize::try_from(id).ok()?).and_then(|c| c.get())
+        self.callbacks
+            .get(usize::try_from(id).ok()?)
+            .and_then(|c| c.get())
     }
 
     pub(crate) fn has_callback(&self, id: c_int) -> bool {
@@ -138,7 +143,12 @@ impl Context {
 
     /// Emit a log line through UTP_LOG if that category is enabled.
     /// Socket lines get libutp's prefix: socket pointer, peer and receive id.
-    pub(crate) fn log(&self, level: LogLevel, socket: Option<&Socket>, msg: impl FnOnce() -> String) {
+    pub(crate) fn log(
+        &self,
+        level: LogLevel,
+        socket: Option<&Socket>,
+        msg: impl FnOnce() -> String,
+    ) {
         let o = self.opts.get();
         let on = match level {
             LogLevel::Normal => o.log_normal,

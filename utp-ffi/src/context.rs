@@ -87,7 +87,9 @@ pub(crate) struct Context {
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("live", &self.is_live()).finish_non_exhaustive()
+        f.debug_struct("Context")
+            .field("live", &self.is_live())
+            .finish_non_exhaustive()
     }
 }
 
@@ -127,7 +129,8 @@ impl Context {
 
     fn alloc() -> &'static Context {
         // SAFETY: CONTEXTS only ever holds `Context`s.
-        let c = unsafe { CONTEXTS.reuse::<Context>() }.unwrap_or_else(|| CONTEXTS.leak(Context::blank()));
+        let c = unsafe { CONTEXTS.reuse::<Context>() }
+            .unwrap_or_else(|| CONTEXTS.leak(Context::blank()));
         c.init();
         c
     }
@@ -153,7 +156,12 @@ impl Context {
     }
 
     /// Engine configuration for the next connection.
-    pub(crate) fn engine_config(sndbuf: c_int, rcvbuf: c_int, target_delay: c_int, mtu: usize) -> EndpointConfig {
+    pub(crate) fn engine_config(
+        sndbuf: c_int,
+        rcvbuf: c_int,
+        target_delay: c_int,
+        mtu: usize,
+    ) -> EndpointConfig {
         EndpointConfig {
             send_buffer: sndbuf.max(1) as usize,
             recv_buffer: rcvbuf.max(1) as usize,
@@ -171,7 +179,12 @@ impl Context {
 
     /// Create the engine if needed (calls GET_RANDOM, so never under a borrow).
     pub(crate) fn ensure_engine(&self) {
-        if self.engine.try_borrow().map(|e| e.is_some()).unwrap_or(true) {
+        if self
+            .engine
+            .try_borrow()
+            .map(|e| e.is_some())
+            .unwrap_or(true)
+        {
             return;
         }
         let seed = (u64::from(self.random(None)) << 32) ^ u64::from(self.random(None));
@@ -233,7 +246,7 @@ pub extern "C" fn utp_init(version: c_int) -> *mut utp_context {
 #[no_mangle]
 pub extern "C" fn utp_destroy(ctx: *mut utp_context) {
     guard((), || {
-        let ctx = try_or!(Context::from_ptr(ctx), ());
+        let ctx = try_or!(Context::from_ptr(ctx));
         ctx.destroy();
     })
 }
@@ -241,15 +254,20 @@ pub extern "C" fn utp_destroy(ctx: *mut utp_context) {
 /// Set (or clear with NULL) callback `callback_name`. Ids outside 0..=21 are ignored;
 /// 16..=21 are accepted and never called. Clearing a defaulted slot restores the default.
 #[no_mangle]
-pub extern "C" fn utp_set_callback(ctx: *mut utp_context, callback_name: c_int, proc: *mut utp_callback_t) {
+pub extern "C" fn utp_set_callback(
+    ctx: *mut utp_context,
+    callback_name: c_int,
+    proc: *mut utp_callback_t,
+) {
     guard((), || {
-        let ctx = try_or!(Context::from_ptr(ctx), ());
+        let ctx = try_or!(Context::from_ptr(ctx));
         let Ok(idx) = usize::try_from(callback_name) else {
             return;
         };
         // SAFETY: a `utp_callback_t *` is a function pointer of this signature
         // (or NULL, which maps to `None`).
-        let f: Option<CallbackFn> = unsafe { std::mem::transmute::<*mut utp_callback_t, Option<CallbackFn>>(proc) };
+        let f: Option<CallbackFn> =
+            unsafe { std::mem::transmute::<*mut utp_callback_t, Option<CallbackFn>>(proc) };
         if let Some(slot) = ctx.callbacks.get(idx) {
             slot.set(f);
         }
@@ -258,7 +276,10 @@ pub extern "C" fn utp_set_callback(ctx: *mut utp_context, callback_name: c_int, 
 
 /// Store and return the context's user data (NULL for a NULL context).
 #[no_mangle]
-pub extern "C" fn utp_context_set_userdata(ctx: *mut utp_context, userdata: *mut c_void) -> *mut c_void {
+pub extern "C" fn utp_context_set_userdata(
+    ctx: *mut utp_context,
+    userdata: *mut c_void,
+) -> *mut c_void {
     guard(std::ptr::null_mut(), || {
         let ctx = try_or!(Context::from_ptr(ctx), std::ptr::null_mut());
         ctx.userdata.set(userdata);

@@ -62,7 +62,14 @@ impl Context {
     }
 
     /// Bind `s` to engine connection `h` and index it by its connection ids.
-    pub(crate) fn register(&self, s: &'static Socket, h: ConnectionHandle, peer: SocketAddr, recv_id: u16, send_id: u16) {
+    pub(crate) fn register(
+        &self,
+        s: &'static Socket,
+        h: ConnectionHandle,
+        peer: SocketAddr,
+        recv_id: u16,
+        send_id: u16,
+    ) {
         s.handle.set(Some(h));
         s.peer.set(Some(peer));
         s.recv_id.set(recv_id);
@@ -100,7 +107,9 @@ impl Context {
     /// Fire `UTP_STATE_DESTROYING` for `s`, then release it.
     pub(crate) fn destroy_socket(&self, s: &'static Socket) {
         self.refresh_stats(s);
-        self.invoke(UTP_ON_STATE_CHANGE, Some(s), |a| a.u1.state = UTP_STATE_DESTROYING);
+        self.invoke(UTP_ON_STATE_CHANGE, Some(s), |a| {
+            a.u1.state = UTP_STATE_DESTROYING
+        });
         if s.is_live() {
             self.forget_socket(s);
         }
@@ -166,7 +175,10 @@ impl Context {
         let (kind, bytes) = match ty {
             wire::ST_DATA | wire::ST_FIN => {
                 let seq = wire::seq_nr(&t.contents).unwrap_or(0);
-                let fresh = s.max_data_seq.get().map_or(true, |m| (seq.wrapping_sub(m) as i16) > 0);
+                let fresh = s
+                    .max_data_seq
+                    .get()
+                    .map_or(true, |m| (seq.wrapping_sub(m) as i16) > 0);
                 if fresh {
                     s.max_data_seq.set(Some(seq));
                     (4, oh + wire::HEADER_LEN)
@@ -196,7 +208,12 @@ impl Context {
     /// `reset_packet`: they were caused by a RESET packet, which libutp always
     /// reports as ECONNRESET (even while connecting, quirk 8).
     /// `accept`: the SYN being processed; its `Incoming` event binds that socket.
-    pub(crate) fn queue_events(&self, events: Vec<Event>, reset_packet: bool, mut accept: Option<&mut Option<AcceptInfo>>) {
+    pub(crate) fn queue_events(
+        &self,
+        events: Vec<Event>,
+        reset_packet: bool,
+        mut accept: Option<&mut Option<AcceptInfo>>,
+    ) {
         for ev in events {
             let p = match ev {
                 Event::Error(h, ConnectionError::Refused) if reset_packet => {
@@ -243,7 +260,9 @@ impl Context {
                 let Some(s) = self.socket_of(h) else {
                     return;
                 };
-                self.log(LogLevel::Normal, Some(s), || "incoming connection".to_string());
+                self.log(LogLevel::Normal, Some(s), || {
+                    "incoming connection".to_string()
+                });
                 let ca = s.peer.get().map(CAddr::new);
                 self.invoke(UTP_ON_ACCEPT, Some(s), |a| {
                     if from.is_null() {
@@ -286,18 +305,24 @@ impl Context {
                 if self.has_callback(UTP_ON_CONNECT) {
                     self.invoke(UTP_ON_CONNECT, Some(s), |_| {});
                 } else {
-                    self.invoke(UTP_ON_STATE_CHANGE, Some(s), |a| a.u1.state = UTP_STATE_CONNECT);
+                    self.invoke(UTP_ON_STATE_CHANGE, Some(s), |a| {
+                        a.u1.state = UTP_STATE_CONNECT
+                    });
                 }
             }
             Event::Incoming(_) => {}
             Event::Readable(_) => self.deliver_data(s),
             Event::Writable(_) => {
                 s.full.set(false);
-                self.invoke(UTP_ON_STATE_CHANGE, Some(s), |a| a.u1.state = UTP_STATE_WRITABLE);
+                self.invoke(UTP_ON_STATE_CHANGE, Some(s), |a| {
+                    a.u1.state = UTP_STATE_WRITABLE
+                });
             }
             Event::Eof(_) => {
                 self.deliver_data(s);
-                self.log(LogLevel::Normal, Some(s), || "got FIN: end of stream".to_string());
+                self.log(LogLevel::Normal, Some(s), || {
+                    "got FIN: end of stream".to_string()
+                });
                 self.invoke(UTP_ON_STATE_CHANGE, Some(s), |a| a.u1.state = UTP_STATE_EOF);
             }
             Event::Error(_, e) => {
@@ -319,7 +344,11 @@ impl Context {
             return;
         };
         loop {
-            let mut buf = self.read_buf.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)).unwrap_or_default();
+            let mut buf = self
+                .read_buf
+                .try_borrow_mut()
+                .map(|mut b| std::mem::take(&mut *b))
+                .unwrap_or_default();
             if buf.len() < CHUNK {
                 buf.resize(CHUNK, 0);
             }

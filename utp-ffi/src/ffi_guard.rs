@@ -16,9 +16,15 @@ pub(crate) fn guard<T>(on_panic: T, f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// `return $fail` from the enclosing function when `$opt` is `None`
-/// (the shape of every pointer check).
+/// `return $fail` (or plain `return`) from the enclosing function when `$opt`
+/// is `None` (the shape of every pointer check).
 macro_rules! try_or {
+    ($opt:expr) => {
+        match $opt {
+            Some(v) => v,
+            None => return,
+        }
+    };
     ($opt:expr, $fail:expr) => {
         match $opt {
             Some(v) => v,

@@ -32,7 +32,13 @@ impl Context {
     }
 
     /// `utp_process_udp` after argument checks.
-    fn process_udp(&'static self, data: &[u8], peer: SocketAddr, from: *const sockaddr, fromlen: socklen_t) {
+    fn process_udp(
+        &'static self,
+        data: &[u8],
+        peer: SocketAddr,
+        from: *const sockaddr,
+        fromlen: socklen_t,
+    ) {
         let Some((ty, connid)) = wire::type_and_connid(data) else {
             return;
         };
@@ -71,10 +77,14 @@ impl Context {
             });
         }
 
-        let watch = known.filter(|_| self.has_callback(UTP_ON_DELAY_SAMPLE) && ty != wire::ST_RESET);
+        let watch =
+            known.filter(|_| self.has_callback(UTP_ON_DELAY_SAMPLE) && ty != wire::ST_RESET);
         let before = watch.and_then(|s| s.engine_stats(self));
 
-        if self.with_engine(|e| e.handle_datagram(now, peer, data)).is_none() {
+        if self
+            .with_engine(|e| e.handle_datagram(now, peer, data))
+            .is_none()
+        {
             if let Some(a) = accept {
                 self.forget_socket(a.sock);
             }
@@ -87,7 +97,11 @@ impl Context {
             self.forget_socket(a.sock);
         }
 
-        let target = known.or_else(|| (ty == wire::ST_SYN).then(|| self.incoming_socket(ty, peer, connid)).flatten());
+        let target = known.or_else(|| {
+            (ty == wire::ST_SYN)
+                .then(|| self.incoming_socket(ty, peer, connid))
+                .flatten()
+        });
         if let Some(s) = target {
             // SAFETY: single-threaded use of the context.
             unsafe { (*self.stats.get())._nraw_recv[bucket(data.len())] += 1 };
@@ -95,8 +109,9 @@ impl Context {
         }
         if let (Some(s), Some(before)) = (watch, before) {
             if let Some(after) = s.engine_stats(self) {
-                let acked = (before.bytes_in_flight + after.bytes_sent.saturating_sub(before.bytes_sent))
-                    .saturating_sub(after.bytes_in_flight);
+                let acked = (before.bytes_in_flight
+                    + after.bytes_sent.saturating_sub(before.bytes_sent))
+                .saturating_sub(after.bytes_in_flight);
                 if acked > 0 && wire::timestamp_diff(data).unwrap_or(0) != 0 {
                     let ms = (after.our_delay_us / 1000) as c_int;
                     self.invoke(UTP_ON_DELAY_SAMPLE, Some(s), |a| a.u1.sample_ms = ms);
@@ -238,7 +253,9 @@ pub extern "C" fn utp_process_icmp_fragmentation(
         } else {
             ctx.state.borrow().by_send.get(&(dest, connid)).copied()
         };
-        ctx.log(LogLevel::Mtu, s, || format!("ICMP fragmentation needed, next hop MTU {next_hop_mtu}"));
+        ctx.log(LogLevel::Mtu, s, || {
+            format!("ICMP fragmentation needed, next hop MTU {next_hop_mtu}")
+        });
         1
     })
 }

@@ -29,6 +29,11 @@
 //! may re-enter the library (except `utp_destroy`, or the driving functions
 //! of the same context).
 
+// The `extern "C"` entry points take raw pointers under libutp's C contract
+// (documented per function) and check what can be checked (NULL, tombstones);
+// they are meant for C callers, so they are not `unsafe fn` in Rust.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
 pub mod addr;
 pub mod callbacks;
 pub mod context;

@@ -98,5 +98,6 @@ pub static mut utp_callback_names: [*const c_char; 16] = [
     c"UTP_SENDTO".as_ptr(),
 ];
 
-const _: () = assert!(std::mem::size_of::<[*const c_char; 5]>() == 5 * std::mem::size_of::<usize>());
+const _: () =
+    assert!(std::mem::size_of::<[*const c_char; 5]>() == 5 * std::mem::size_of::<usize>());
 const _: () = assert!(CALLBACK_COUNT as c_int == UTP_SENDTO + 1);

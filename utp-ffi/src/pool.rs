@@ -25,7 +25,9 @@ pub(crate) struct Pool {
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool").field("quarantine", &self.quarantine).finish_non_exhaustive()
+        f.debug_struct("Pool")
+            .field("quarantine", &self.quarantine)
+            .finish_non_exhaustive()
     }
 }
 

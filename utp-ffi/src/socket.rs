@@ -177,7 +177,8 @@ impl Socket {
     /// The engine's state of this socket's connection.
     fn engine_state(&self, ctx: &Context) -> Option<State> {
         let h = self.handle.get()?;
-        ctx.with_engine(|e| e.connection(h).map(|c| c.state())).flatten()
+        ctx.with_engine(|e| e.connection(h).map(|c| c.state()))
+            .flatten()
     }
 
     /// Queue `data` (libutp's `utp_write` rules); returns bytes accepted.
@@ -218,9 +219,13 @@ impl Context {
     /// A fresh socket of this context (not yet known to the engine).
     pub(crate) fn new_socket(&'static self) -> &'static Socket {
         // SAFETY: SOCKETS only ever holds `Socket`s.
-        let s = unsafe { SOCKETS.reuse::<Socket>() }.unwrap_or_else(|| SOCKETS.leak(Socket::blank()));
+        let s =
+            unsafe { SOCKETS.reuse::<Socket>() }.unwrap_or_else(|| SOCKETS.leak(Socket::blank()));
         s.init(self);
-        self.state.borrow_mut().all.insert(s as *const Socket as usize, s);
+        self.state
+            .borrow_mut()
+            .all
+            .insert(s as *const Socket as usize, s);
         s
     }
 }
@@ -290,7 +295,13 @@ pub extern "C" fn utp_connect(s: *mut utp_socket, to: *const sockaddr, tolen: so
             .as_ref()
             .and_then(|t| wire::type_and_connid(&t.contents))
             .map_or(0, |(_, id)| id);
-        ctx.register(s, h, addr::canonical(peer), recv_id, recv_id.wrapping_add(1));
+        ctx.register(
+            s,
+            h,
+            addr::canonical(peer),
+            recv_id,
+            recv_id.wrapping_add(1),
+        );
         ctx.log(LogLevel::Normal, Some(s), || "UTP_Connect".to_string());
         if let Some(syn) = syn {
             ctx.send_transmit(syn);
@@ -324,7 +335,11 @@ pub extern "C" fn utp_write(s: *mut utp_socket, buf: *mut c_void, count: usize) 
 
 /// Like `utp_write` over up to `UTP_IOV_MAX` buffers; -1 if `iovec` is NULL or `num_iovecs` is 0.
 #[no_mangle]
-pub extern "C" fn utp_writev(s: *mut utp_socket, iovec: *mut utp_iovec, num_iovecs: usize) -> ssize_t {
+pub extern "C" fn utp_writev(
+    s: *mut utp_socket,
+    iovec: *mut utp_iovec,
+    num_iovecs: usize,
+) -> ssize_t {
     guard(-1, || {
         let (s, ctx) = try_or!(Socket::from_ptr(s), -1);
         if iovec.is_null() || num_iovecs == 0 {
@@ -359,7 +374,11 @@ pub extern "C" fn utp_writev(s: *mut utp_socket, iovec: *mut utp_iovec, num_iove
 /// The peer's address: `min(actual, *addrlen)` bytes copied, and that same
 /// minimum stored in `*addrlen` (libutp quirk). -1 if unconnected or NULL args.
 #[no_mangle]
-pub extern "C" fn utp_getpeername(s: *mut utp_socket, addr: *mut sockaddr, addrlen: *mut socklen_t) -> c_int {
+pub extern "C" fn utp_getpeername(
+    s: *mut utp_socket,
+    addr: *mut sockaddr,
+    addrlen: *mut socklen_t,
+) -> c_int {
     guard(-1, || {
         let (s, _) = try_or!(Socket::from_ptr(s), -1);
         if addr.is_null() || addrlen.is_null() {
@@ -384,7 +403,7 @@ pub extern "C" fn utp_getpeername(s: *mut utp_socket, addr: *mut sockaddr, addrl
 #[no_mangle]
 pub extern "C" fn utp_read_drained(s: *mut utp_socket) {
     guard((), || {
-        let (s, ctx) = try_or!(Socket::from_ptr(s), ());
+        let (s, ctx) = try_or!(Socket::from_ptr(s));
         if s.handle.get().is_none() {
             return;
         }
@@ -395,7 +414,12 @@ pub extern "C" fn utp_read_drained(s: *mut utp_socket) {
 /// Queuing-delay estimates (us) of both directions and the ms since the last
 /// packet for this socket. Output pointers may be NULL. -1 if unconnected.
 #[no_mangle]
-pub extern "C" fn utp_get_delays(s: *mut utp_socket, ours: *mut uint32, theirs: *mut uint32, age: *mut uint32) -> c_int {
+pub extern "C" fn utp_get_delays(
+    s: *mut utp_socket,
+    ours: *mut uint32,
+    theirs: *mut uint32,
+    age: *mut uint32,
+) -> c_int {
     guard(-1, || {
         let (s, ctx) = try_or!(Socket::from_ptr(s), -1);
         let put = |p: *mut uint32, v: u32| {
@@ -437,7 +461,7 @@ pub extern "C" fn utp_get_stats(s: *mut utp_socket) -> *mut utp_socket_stats {
 #[no_mangle]
 pub extern "C" fn utp_shutdown(s: *mut utp_socket, how: c_int) {
     guard((), || {
-        let (s, ctx) = try_or!(Socket::from_ptr(s), ());
+        let (s, ctx) = try_or!(Socket::from_ptr(s));
         if how != SHUT_WR {
             s.read_shut.set(true);
         }
@@ -465,7 +489,7 @@ pub extern "C" fn utp_shutdown(s: *mut utp_socket, how: c_int) {
 #[no_mangle]
 pub extern "C" fn utp_close(s: *mut utp_socket) {
     guard((), || {
-        let (s, ctx) = try_or!(Socket::from_ptr(s), ());
+        let (s, ctx) = try_or!(Socket::from_ptr(s));
         if s.app_closed.get() {
             return;
         }

@@ -47,8 +47,7 @@ impl Context {
         };
         for s in finished {
             let gone = s.engine_closed.get()
-                || s
-                    .handle
+                || s.handle
                     .get()
                     .and_then(|h| self.with_engine(|e| e.connection(h).is_none()))
                     .unwrap_or(false);
@@ -65,7 +64,7 @@ impl Context {
 #[no_mangle]
 pub extern "C" fn utp_check_timeouts(ctx: *mut utp_context) {
     guard((), || {
-        let ctx = try_or!(Context::from_ptr(ctx), ());
+        let ctx = try_or!(Context::from_ptr(ctx));
         ctx.check_timeouts();
     })
 }
@@ -75,7 +74,7 @@ pub extern "C" fn utp_check_timeouts(ctx: *mut utp_context) {
 #[no_mangle]
 pub extern "C" fn utp_issue_deferred_acks(ctx: *mut utp_context) {
     guard((), || {
-        let ctx = try_or!(Context::from_ptr(ctx), ());
+        let ctx = try_or!(Context::from_ptr(ctx));
         let now = ctx.now_us(None);
         if ctx.with_engine(|e| e.flush_acks(now)).is_none() {
             return;

@@ -114,6 +114,11 @@ pub struct Connection {
     /// Retransmission timer: deadline and the number of timeouts in a row.
     rto_deadline: Option<u64>,
     consecutive_timeouts: u32,
+    /// Exponent of the timeout back-off. Cleared only by a valid RTT sample
+    /// (RFC 6298 §5.7): an ACK of a resent packet gives none (Karn), and
+    /// clearing on it would resend every packet before its ACK could arrive
+    /// on a path slower than the timeout.
+    rto_backoff: u32,
     /// When the SYN (ours or the peer's) started: the handshake gives up after `connect_timeout_us`.
     handshake_started_us: u64,
     /// Zero-window probe timer.
@@ -182,6 +187,7 @@ impl Connection {
             last_advertised: cfg.recv_buffer,
             rto_deadline: None,
             consecutive_timeouts: 0,
+            rto_backoff: 0,
             handshake_started_us: now_us,
             probe_deadline: None,
             last_send_us: now_us,
@@ -613,6 +619,9 @@ impl Connection {
 
         if acked.packets > 0 {
             self.consecutive_timeouts = 0;
+            if acked.min_rtt_us.is_some() {
+                self.rto_backoff = 0;
+            }
             self.dup_acks = 0;
             if acked.bytes > 0 {
                 let queuing = self
@@ -741,7 +750,7 @@ impl Connection {
 
     fn current_rto(&self) -> u64 {
         let base = self.rtt.rto_us();
-        let backed = base.saturating_mul(1u64 << self.consecutive_timeouts.min(16));
+        let backed = base.saturating_mul(1u64 << self.rto_backoff.min(16));
         backed.min(MAX_RTO_US)
     }
 
@@ -793,6 +802,7 @@ impl Connection {
         let now = io.now_us;
         self.stats.timeouts += 1;
         self.consecutive_timeouts += 1;
+        self.rto_backoff += 1;
         if self.state == State::Connected && self.consecutive_timeouts >= MAX_CONSECUTIVE_TIMEOUTS {
             self.fail(io, ConnectionError::TimedOut);
             return;
