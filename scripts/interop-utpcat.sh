@@ -260,7 +260,8 @@ ensure_time() {
 
 # bench_run LABEL LISTEN_BIN SEND_BIN -> prints one line, appends to $WORK/bench.txt
 bench_run() {
-    local label=$1 lbin=$2 sbin=$3 d="$WORK/bench-$label-$4" port lpid spid t0 lchild
+    local label=$1 lbin=$2 sbin=$3 port lpid spid t0 lchild
+    local d="$WORK/bench-$label-$4"
     mkdir -p "$d"; port=$(pick_port)
     local lin="$d/hold"
     if [ "$label" = utpcat ]; then

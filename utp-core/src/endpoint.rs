@@ -102,6 +102,11 @@ pub struct EndpointConfig {
     pub linger_us: u64,
     /// Give up connecting after this long (µs).
     pub connect_timeout_us: u64,
+    /// libutp's close: after `close`, forget the connection as soon as our
+    /// FIN is acknowledged instead of also waiting for the peer's FIN (a
+    /// later FIN from the peer then gets a RESET), and close a connection
+    /// still in the handshake silently. For the libutp-compatible C ABI.
+    pub close_on_fin_acked: bool,
 }
 
 impl Default for EndpointConfig {
@@ -117,6 +122,7 @@ impl Default for EndpointConfig {
             max_connections: 65536,
             linger_us: 30_000_000,
             connect_timeout_us: 21_000_000,
+            close_on_fin_acked: false,
         }
     }
 }
@@ -261,6 +267,7 @@ impl Endpoint {
             congestion: c.congestion,
             linger_us: c.linger_us,
             connect_timeout_us: c.connect_timeout_us,
+            close_on_fin_acked: c.close_on_fin_acked,
         }
     }
 
@@ -642,6 +649,31 @@ impl Endpoint {
             .unwrap_or(Err(StreamError::InvalidHandle))
     }
 
+    /// Bytes of this connection's data the application holds but has not
+    /// consumed yet (libutp's `UTP_GET_READ_BUFFER_SIZE`): the advertised
+    /// window shrinks by that much. When the window reopens from below one
+    /// packet, an ACK announces it at once.
+    pub fn set_app_buffered(&mut self, now_us: u64, h: ConnectionHandle, bytes: usize) {
+        if let Ok(h) = self.open_conn(h) {
+            self.with_conn(h, now_us, |c, io| c.set_app_buffered(io, bytes));
+        }
+    }
+
+    /// Change a live connection's buffers and LEDBAT target (`None` keeps a value).
+    pub fn set_connection_options(
+        &mut self,
+        h: ConnectionHandle,
+        send_buffer: Option<usize>,
+        recv_buffer: Option<usize>,
+        target_delay_us: Option<u32>,
+    ) -> Result<(), StreamError> {
+        let h = self.open_conn(h)?;
+        self.with_conn(h, 0, |c, _| {
+            c.set_options(send_buffer, recv_buffer, target_delay_us)
+        });
+        Ok(())
+    }
+
     /// Bytes `write` would accept right now (free space in the send buffer).
     pub fn send_capacity(&self, h: ConnectionHandle) -> usize {
         self.conns.get(&h.0).map_or(0, |e| e.conn.send_capacity())
@@ -743,6 +775,25 @@ mod tests {
             while let Some(e) = self.b.poll_event() {
                 self.events_b.push(e);
             }
+        }
+
+        /// Step until `us` of virtual time passed (or nothing is left to do).
+        fn run_for(&mut self, us: u64) {
+            let end = self.now + us;
+            while self.now < end {
+                let next = [
+                    self.in_flight.iter().map(|p| p.0).min(),
+                    self.a.poll_timeout(),
+                    self.b.poll_timeout(),
+                ]
+                .into_iter()
+                .flatten()
+                .min();
+                if next.is_none_or(|t| t > end) || !self.step() {
+                    break;
+                }
+            }
+            self.drain();
         }
 
         /// Advance to the next arrival or timer.
@@ -1080,6 +1131,61 @@ mod tests {
             e.poll_event(),
             Some(Event::Error(h, ConnectionError::Refused))
         );
+    }
+
+    #[test]
+    fn libutp_close_semantics_end_with_a_reset_for_the_late_closer() {
+        // Contract §8.5: A closes, its FIN is acked, A is gone; B closes
+        // later, its FIN reaches nobody and B sees ECONNRESET.
+        let libutp = EndpointConfig {
+            close_on_fin_acked: true,
+            ..EndpointConfig::default()
+        };
+        let mut p = pair_with(libutp.clone(), libutp);
+        let (ha, hb) = establish(&mut p);
+        p.a.close(p.now, ha);
+        p.run_for(1_000_000);
+        assert!(p.events_a.contains(&Event::Closed(ha)), "{:?}", p.events_a);
+        assert!(p.events_b.contains(&Event::Eof(hb)));
+        assert_eq!(p.a.connection_count(), 0);
+        p.b.close(p.now, hb);
+        p.run_for(1_000_000);
+        assert!(p.events_b.contains(&Event::Closed(hb)), "{:?}", p.events_b);
+        assert_eq!(p.a.endpoint_stats().resets_sent, 1);
+        // The default waits for both FINs: no RESET.
+        let mut p = Pair::new();
+        let (ha, hb) = establish(&mut p);
+        p.a.close(p.now, ha);
+        p.run_for(1_000_000);
+        assert!(!p.events_a.contains(&Event::Closed(ha)));
+        p.b.close(p.now, hb);
+        p.run_for(1_000_000);
+        assert!(p.events_a.contains(&Event::Closed(ha)) && p.events_b.contains(&Event::Closed(hb)));
+        assert_eq!(
+            p.a.endpoint_stats().resets_sent + p.b.endpoint_stats().resets_sent,
+            0
+        );
+    }
+
+    #[test]
+    fn application_buffered_bytes_shrink_the_advertised_window() {
+        let mut p = Pair::new();
+        let (ha, hb) = establish(&mut p);
+        let cap = EndpointConfig::default().recv_buffer;
+        p.b.set_app_buffered(p.now, hb, cap - 100);
+        p.b.set_connection_options(hb, None, None, Some(25_000))
+            .unwrap();
+        p.b.write(p.now, hb, b"tell A our window").unwrap();
+        for _ in 0..10 {
+            p.step();
+        }
+        assert_eq!(p.a.stats(ha).unwrap().peer_window, 100);
+        // Consuming reopens the window with an immediate update.
+        p.b.set_app_buffered(p.now, hb, 0);
+        for _ in 0..10 {
+            p.step();
+        }
+        assert_eq!(p.a.stats(ha).unwrap().peer_window as usize, cap);
     }
 
     mod hostile_input {

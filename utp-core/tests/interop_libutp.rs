@@ -278,3 +278,32 @@ fn our_client_to_libutp_server_10mb_lossy() {
         our_client_to_libutp_server("us->libutp lossy", true)
     });
 }
+
+/// utpcat ↔ ucat and utpcat ↔ utpcat with files, refused connections and
+/// exit codes: `scripts/interop-utpcat.sh --no-bench` (it builds utpcat
+/// with cargo and the reference ucat).
+#[test]
+fn utpcat_with_ucat_script() {
+    with_timeout("utpcat_with_ucat_script", 240, || {
+        let _ = ucat(); // the reference build must work (fail, don't skip)
+        let _serial = serial();
+        let script = repo_root().join("scripts/interop-utpcat.sh");
+        let mut cmd = Command::new("bash");
+        cmd.arg(&script)
+            .arg("--no-bench")
+            .current_dir(repo_root())
+            .env("TIMEOUT", "60")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = ChildGuard::spawn_group(cmd, "scripts/interop-utpcat.sh");
+        let out = Collector::start(child.child().stdout.take().unwrap(), u64::MAX);
+        let err = Collector::start(child.child().stderr.take().unwrap(), u64::MAX);
+        let status = child.wait_timeout(Duration::from_secs(230));
+        let (out, err) = (out.finish(), err.finish());
+        print!("{}", String::from_utf8_lossy(&out));
+        eprint!("{}", String::from_utf8_lossy(&err));
+        let status = status.expect("interop-utpcat.sh did not finish within 230 s");
+        assert!(status.success(), "interop-utpcat.sh failed: {status}");
+    });
+}

@@ -173,6 +173,10 @@ impl Context {
             max_packet_size: mtu,
             // libutp ignores SYNs once it holds more than 3000 sockets.
             max_connections: 3001,
+            // libutp's close: a closed socket is destroyed once its FIN is
+            // acknowledged; a later FIN from the peer is answered with RESET
+            // (the peer sees ON_ERROR(ECONNRESET), contract 8.5).
+            close_on_fin_acked: true,
             ..EndpointConfig::default()
         }
     }

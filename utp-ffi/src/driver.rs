@@ -125,6 +125,33 @@ impl Context {
         }
     }
 
+    /// Ask GET_READ_BUFFER_SIZE how many received bytes the application still
+    /// holds and shrink the advertised window by that much (libutp: window =
+    /// RCVBUF - value, floor 0). The engine sends an ACK at once when the window
+    /// reopens from below one packet. Without the callback the value is 0.
+    pub(crate) fn update_app_buffered(&self, s: &'static Socket) {
+        let Some(h) = s.handle.get() else {
+            return;
+        };
+        let held = match self.invoke(UTP_GET_READ_BUFFER_SIZE, Some(s), |_| {}) {
+            Some(v) => usize::try_from(v).unwrap_or(usize::MAX),
+            // Unset (or cleared later): the window is the whole RCVBUF.
+            None if s.app_buffered.get() == 0 => return,
+            None => 0,
+        };
+        if !s.is_live() {
+            return; // the callback destroyed the context (undefined upstream)
+        }
+        s.app_buffered.set(held);
+        let now = self.now_us(Some(s));
+        if self
+            .with_engine(|e| e.set_app_buffered(now, h, held))
+            .is_some()
+        {
+            self.drain_transmits();
+        }
+    }
+
     // ----- outgoing datagrams ---------------------------------------------------
 
     /// Hand every queued datagram to UTP_SENDTO, one at a time, no borrow held.
@@ -365,6 +392,10 @@ impl Context {
                         a.buf = buf.as_ptr();
                         a.len = n;
                     });
+                }
+                // The application may keep what it was handed: ask how much.
+                if s.is_live() {
+                    self.update_app_buffered(s);
                 }
             }
             if let Ok(mut b) = self.read_buf.try_borrow_mut() {

@@ -55,6 +55,8 @@ pub(crate) struct Socket {
     pub(crate) last_packet_us: Cell<Option<u64>>,
     /// Highest DATA/FIN sequence number sent (tells retransmissions apart for OVERHEAD).
     pub(crate) max_data_seq: Cell<Option<u16>>,
+    /// Last GET_READ_BUFFER_SIZE answer fed to the engine.
+    pub(crate) app_buffered: Cell<usize>,
     stats: UnsafeCell<utp_socket_stats>,
 }
 
@@ -90,6 +92,7 @@ impl Socket {
             target_delay: Cell::new(0),
             last_packet_us: Cell::new(None),
             max_data_seq: Cell::new(None),
+            app_buffered: Cell::new(0),
             stats: UnsafeCell::new(utp_socket_stats::default()),
         }
     }
@@ -114,6 +117,7 @@ impl Socket {
         self.target_delay.set(o.target_delay);
         self.last_packet_us.set(None);
         self.max_data_seq.set(None);
+        self.app_buffered.set(0);
         // SAFETY: a fresh socket's stats are referenced by nobody.
         unsafe { *self.stats.get() = utp_socket_stats::default() };
         self.magic.set(MAGIC_LIVE);
@@ -191,6 +195,11 @@ impl Socket {
         }
         // Writes are refused until connected (accepted sockets: until the first DATA).
         if self.engine_state(ctx) != Some(State::Connected) {
+            return 0;
+        }
+        // libutp asks GET_READ_BUFFER_SIZE for every packet header it builds.
+        ctx.update_app_buffered(self);
+        if !self.is_live() {
             return 0;
         }
         let now = ctx.now_us(Some(self));
@@ -397,9 +406,9 @@ pub extern "C" fn utp_getpeername(
     })
 }
 
-/// The application consumed buffered input. Our engine hands data to ON_READ
-/// at once and keeps the advertised window open by itself, so this only
-/// flushes anything queued.
+/// The application consumed buffered input: asks GET_READ_BUFFER_SIZE again
+/// and advertises the larger window (at once if it was below one packet,
+/// otherwise with the next ACK). No-op for NULL or never-connected sockets.
 #[no_mangle]
 pub extern "C" fn utp_read_drained(s: *mut utp_socket) {
     guard((), || {
@@ -407,6 +416,7 @@ pub extern "C" fn utp_read_drained(s: *mut utp_socket) {
         if s.handle.get().is_none() {
             return;
         }
+        ctx.update_app_buffered(s);
         ctx.drain_transmits();
     })
 }

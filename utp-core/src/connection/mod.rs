@@ -73,6 +73,7 @@ pub struct ConnectionConfig {
     pub congestion: crate::congestion::CongestionKind,
     pub linger_us: u64,
     pub connect_timeout_us: u64,
+    pub close_on_fin_acked: bool,
 }
 
 /// Current time and the output queues of the endpoint.
@@ -110,6 +111,8 @@ pub struct Connection {
     peer_window: usize,
     /// Window we advertised last (bytes).
     last_advertised: usize,
+    /// Bytes the application holds outside the engine (counted against our window).
+    app_buffered: usize,
 
     /// Retransmission timer: deadline and the number of timeouts in a row.
     rto_deadline: Option<u64>,
@@ -185,6 +188,7 @@ impl Connection {
             // libutp assumes 255 packets of 1435 bytes until the peer speaks.
             peer_window: 255 * 1435,
             last_advertised: cfg.recv_buffer,
+            app_buffered: 0,
             rto_deadline: None,
             consecutive_timeouts: 0,
             rto_backoff: 0,
@@ -282,7 +286,43 @@ impl Connection {
 
     /// The receive window we can advertise now.
     fn advertised_window(&self) -> usize {
-        self.recv.free_space()
+        self.recv.free_space().saturating_sub(self.app_buffered)
+    }
+
+    /// See `Endpoint::set_app_buffered`.
+    pub(crate) fn set_app_buffered(&mut self, io: &mut Io<'_>, bytes: usize) {
+        self.app_buffered = bytes;
+        if self.state == State::Connected
+            && self.last_advertised < self.mss()
+            && self.advertised_window() >= self.mss()
+        {
+            self.send_state(io);
+        }
+    }
+
+    /// See `Endpoint::set_connection_options`.
+    pub(crate) fn set_options(
+        &mut self,
+        send_buffer: Option<usize>,
+        recv_buffer: Option<usize>,
+        target_delay_us: Option<u32>,
+    ) {
+        if let Some(n) = send_buffer {
+            let n = n.max(1);
+            self.cfg.send_buffer = n;
+            self.send.set_capacity(n);
+            self.cc.set_max_window(n.max(2 * self.mss()));
+        }
+        if let Some(n) = recv_buffer {
+            let n = n.max(1);
+            self.cfg.recv_buffer = n;
+            self.recv.set_capacity(n);
+        }
+        if let Some(t) = target_delay_us {
+            let t = if t == 0 { 100_000 } else { t };
+            self.cfg.target_delay_us = t;
+            self.cc.set_target_delay_us(t);
+        }
     }
 
     /// Earliest instant at which `handle_timeout` has work to do.
@@ -403,6 +443,7 @@ impl Connection {
         self.recv.discard_unread();
         match self.state {
             State::SynSent | State::Failed(_) => self.finish(io),
+            State::SynRecv if self.cfg.close_on_fin_acked => self.finish(io),
             State::SynRecv | State::Connected => {
                 if !self.send.fin_queued() {
                     self.send.queue_fin();
@@ -459,7 +500,7 @@ impl Connection {
         if self.app_closed
             && self.state == State::Connected
             && self.send.fin_acked()
-            && self.recv.eof_reached()
+            && (self.recv.eof_reached() || self.cfg.close_on_fin_acked)
         {
             self.finish(io);
         }

@@ -65,6 +65,11 @@ impl RecvBuffer {
         }
     }
 
+    /// Resize the buffer (bytes already held stay held).
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity.max(1);
+    }
+
     /// The sequence number before the peer's first packet.
     pub fn set_initial_ack(&mut self, seq: Seq) {
         self.ack_nr = seq;

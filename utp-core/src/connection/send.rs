@@ -107,6 +107,11 @@ impl SendBuffer {
         }
     }
 
+    /// Resize the buffer (bytes already queued stay queued).
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity.max(1);
+    }
+
     /// Queue bytes; returns how many fit.
     pub fn write(&mut self, data: &[u8]) -> usize {
         let n = data.len().min(self.free_space());

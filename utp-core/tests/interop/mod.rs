@@ -9,6 +9,7 @@ pub mod relay;
 use std::io::{self, Read};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -74,15 +75,19 @@ pub fn serial() -> MutexGuard<'static, ()> {
 }
 
 /// Every child process we spawned and have not reaped yet (killed if a test
-/// runs out of time).
-static LIVE_CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+/// runs out of time). Negative: a whole process group.
+static LIVE_CHILDREN: Mutex<Vec<i32>> = Mutex::new(Vec::new());
 
-fn kill_pid(pid: u32) {
-    // SAFETY: plain kill(2) on a pid we spawned and have not reaped (the
-    // guard removes it from the list before reaping).
+fn kill_target(target: i32, sig: libc::c_int) {
+    // SAFETY: plain kill(2) on a pid (or process group) we spawned and have
+    // not reaped (the guard removes it from the list before reaping).
     unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        libc::kill(target as libc::pid_t, sig);
     }
+}
+
+fn live_children() -> MutexGuard<'static, Vec<i32>> {
+    LIVE_CHILDREN.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Runs `f` on its own thread; fails the test after `secs` seconds, killing
@@ -104,8 +109,18 @@ pub fn with_timeout<F: FnOnce() + Send + 'static>(name: &str, secs: u64, f: F) {
             }
         }
         Err(mpsc::RecvTimeoutError::Timeout) => {
-            for pid in LIVE_CHILDREN.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
-                kill_pid(pid);
+            let targets: Vec<i32> = live_children().drain(..).collect();
+            for &t in &targets {
+                if t < 0 {
+                    // A script: let its trap clean up, then make sure.
+                    kill_target(t, libc::SIGTERM);
+                }
+            }
+            if targets.iter().any(|t| *t < 0) {
+                thread::sleep(Duration::from_millis(500));
+            }
+            for t in targets {
+                kill_target(t, libc::SIGKILL);
             }
             panic!("{name}: did not finish within {secs} s (hard timeout)");
         }
@@ -117,20 +132,41 @@ pub fn with_timeout<F: FnOnce() + Send + 'static>(name: &str, secs: u64, f: F) {
 pub struct ChildGuard {
     child: Option<Child>,
     what: String,
+    /// The child leads its own process group (a script): kill the group.
+    group: bool,
 }
 
 impl ChildGuard {
-    pub fn spawn(mut cmd: Command, what: &str) -> ChildGuard {
+    pub fn spawn(cmd: Command, what: &str) -> ChildGuard {
+        Self::spawn_inner(cmd, what, false)
+    }
+
+    /// For scripts: the child gets its own process group, and the whole
+    /// group is terminated (SIGTERM, then SIGKILL) when the guard drops.
+    pub fn spawn_group(mut cmd: Command, what: &str) -> ChildGuard {
+        cmd.process_group(0);
+        Self::spawn_inner(cmd, what, true)
+    }
+
+    fn spawn_inner(mut cmd: Command, what: &str, group: bool) -> ChildGuard {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        LIVE_CHILDREN
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(child.id());
+        let id = child.id() as i32;
+        live_children().push(if group { -id } else { id });
         ChildGuard {
             child: Some(child),
             what: what.to_string(),
+            group,
+        }
+    }
+
+    fn target(&self) -> i32 {
+        let id = self.id() as i32;
+        if self.group {
+            -id
+        } else {
+            id
         }
     }
 
@@ -143,11 +179,8 @@ impl ChildGuard {
     }
 
     fn forget_pid(&self) {
-        let id = self.id();
-        LIVE_CHILDREN
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|p| *p != id);
+        let t = self.target();
+        live_children().retain(|p| *p != t);
     }
 
     /// Waits up to `timeout` for the child to exit by itself.
@@ -182,16 +215,22 @@ impl ChildGuard {
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
+        let t = self.target();
         if let Some(mut c) = self.child.take() {
             if let Ok(None) = c.try_wait() {
-                let _ = c.kill();
+                if self.group {
+                    kill_target(t, libc::SIGTERM);
+                    let deadline = Instant::now() + Duration::from_millis(500);
+                    while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+                        thread::sleep(Duration::from_millis(10));
+                    }
+                    kill_target(t, libc::SIGKILL);
+                } else {
+                    let _ = c.kill();
+                }
             }
             let _ = c.wait();
-            let id = c.id();
-            LIVE_CHILDREN
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .retain(|p| *p != id);
+            live_children().retain(|p| *p != t);
         }
     }
 }
