@@ -1,5 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test of the project. The README's test command.
+#   1. Rust: engine unit and property tests, simulator scenarios, runtime
+#      end-to-end tests, interoperability with real libutp (built from the
+#      libutp-sys crate by scripts/build-libutp-ref.sh), the C ABI's Rust tests.
+#   2. C ABI: header regeneration check, layout asserts in C and C++, libutp's
+#      own ucat.c built against our library talking to real libutp, misuse
+#      tests under valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
 cargo test --workspace --release
+bash scripts/test-ffi.sh

@@ -93,7 +93,9 @@ fn libutp_client_to_our_server(label: &'static str, lossy: bool) {
         .accept_timeout(Duration::from_secs(10))
         .expect("ucat did not connect within 10 s");
     println!("[{label}] accepted ucat from {peer}");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let mut got = Vec::with_capacity(PAYLOAD);
     stream
         .read_to_end(&mut got)
@@ -110,7 +112,9 @@ fn libutp_client_to_our_server(label: &'static str, lossy: bool) {
     // Half-close: ucat shut down its write side but still reads. Reply,
     // then send our FIN: ucat sees EOF, closes and exits by itself.
     let t = Instant::now();
-    stream.write_all(&reply).expect("writing after the peer's FIN");
+    stream
+        .write_all(&reply)
+        .expect("writing after the peer's FIN");
     stream.shutdown(Shutdown::Write).unwrap();
     assert!(
         out.wait_for(Duration::from_secs(30)).is_some(),
@@ -123,7 +127,11 @@ fn libutp_client_to_our_server(label: &'static str, lossy: bool) {
         panic!("[{label}] ucat did not exit within 20 s after our FIN; stderr: {stderr}")
     });
     let echoed = out.finish();
-    assert_same(&format!("[{label}] us -> libutp (reply after its FIN)"), &echoed, &reply);
+    assert_same(
+        &format!("[{label}] us -> libutp (reply after its FIN)"),
+        &echoed,
+        &reply,
+    );
     println!(
         "[{label}] reply of {REPLY} bytes after libutp's FIN delivered, ucat exited {status} {:.3} s after our FIN",
         t.elapsed().as_secs_f64()
@@ -179,8 +187,12 @@ fn our_client_to_libutp_server(label: &'static str, lossy: bool) {
         "[{label}] connected to ucat -l in {:.1} ms",
         start.elapsed().as_secs_f64() * 1e3
     );
-    stream.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     for chunk in payload.chunks(64 << 10) {
         stream.write_all(chunk).expect("sending to libutp");
     }
@@ -210,7 +222,11 @@ fn our_client_to_libutp_server(label: &'static str, lossy: bool) {
     stream
         .read_exact(&mut back)
         .expect("reading libutp's reply after our FIN");
-    assert_same(&format!("[{label}] libutp -> us after our FIN"), &back, &reply);
+    assert_same(
+        &format!("[{label}] libutp -> us after our FIN"),
+        &back,
+        &reply,
+    );
     println!(
         "[{label}] libutp sent {REPLY} bytes after our FIN in {:.3} s",
         t.elapsed().as_secs_f64()

@@ -129,7 +129,7 @@ impl Context {
     /// holds and shrink the advertised window by that much (libutp: window =
     /// RCVBUF - value, floor 0). The engine sends an ACK at once when the window
     /// reopens from below one packet. Without the callback the value is 0.
-    pub(crate) fn update_app_buffered(&self, s: &'static Socket) {
+    pub(crate) fn update_app_buffered(&self, s: &Socket) {
         let Some(h) = s.handle.get() else {
             return;
         };

@@ -2,9 +2,10 @@
 //!
 //! Context values are copied into a socket when it is created; changing them
 //! never affects existing sockets. Socket values apply to the connection when
-//! `utp_connect` creates it; afterwards they are stored and reported but the
-//! engine keeps the values the connection started with (see the report's
-//! engine API wish list).
+//! `utp_connect` creates it, and on a live connection (connected, accepted,
+//! including inside ON_ACCEPT) they take effect at once, as in libutp: the
+//! next packet advertises the new RCVBUF, SNDBUF caps what is in flight, and
+//! LEDBAT aims at the new TARGET_DELAY.
 
 use std::os::raw::c_int;
 
@@ -53,15 +54,31 @@ pub extern "C" fn utp_context_get_option(ctx: *mut utp_context, opt: c_int) -> c
 }
 
 /// Set a socket option (SNDBUF, RCVBUF, TARGET_DELAY); 0 on success, else -1.
+/// Applies to the live connection at once (a value below 1 byte counts as 1;
+/// a target delay <= 0 as 100000 us, as libutp does at use).
 #[no_mangle]
 pub extern "C" fn utp_setsockopt(s: *mut utp_socket, opt: c_int, val: c_int) -> c_int {
     guard(-1, || {
-        let (s, _) = try_or!(Socket::from_ptr(s), -1);
-        match opt {
-            UTP_SNDBUF => s.sndbuf.set(val),
-            UTP_RCVBUF => s.rcvbuf.set(val),
-            UTP_TARGET_DELAY => s.target_delay.set(val),
+        let (s, ctx) = try_or!(Socket::from_ptr(s), -1);
+        let bytes = Some(val.max(1) as usize);
+        let (snd, rcv, delay) = match opt {
+            UTP_SNDBUF => {
+                s.sndbuf.set(val);
+                (bytes, None, None)
+            }
+            UTP_RCVBUF => {
+                s.rcvbuf.set(val);
+                (None, bytes, None)
+            }
+            UTP_TARGET_DELAY => {
+                s.target_delay.set(val);
+                (None, None, Some(if val <= 0 { 100_000 } else { val as u32 }))
+            }
             _ => return -1,
+        };
+        if let Some(h) = s.handle.get() {
+            // A connection the engine already forgot simply keeps the stored value.
+            let _ = ctx.with_engine(|e| e.set_connection_options(h, snd, rcv, delay));
         }
         0
     })

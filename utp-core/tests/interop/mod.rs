@@ -8,8 +8,8 @@ pub mod relay;
 
 use std::io::{self, Read};
 use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
