@@ -241,7 +241,11 @@ impl Context {
         reset_packet: bool,
         mut accept: Option<&mut Option<AcceptInfo>>,
     ) {
+        let mut errored: Vec<ConnectionHandle> = Vec::new();
         for ev in events {
+            if let Event::Error(h, _) = ev {
+                errored.push(h);
+            }
             let p = match ev {
                 Event::Error(h, ConnectionError::Refused) if reset_packet => {
                     Pending::Event(Event::Error(h, ConnectionError::Reset))
@@ -258,6 +262,18 @@ impl Context {
                     if let Some(s) = self.socket_of(h) {
                         s.engine_closed.set(true);
                         self.refresh_stats(s);
+                        // libutp reports a RESET for a known connection as
+                        // ON_ERROR(ECONNRESET) even after utp_close (contract
+                        // 10.5 and 8.5); the engine just closes such a
+                        // connection, so say it here.
+                        if reset_packet
+                            && s.app_closed.get()
+                            && !s.failed.get()
+                            && !errored.contains(&h)
+                        {
+                            let err = Pending::Event(Event::Error(h, ConnectionError::Reset));
+                            self.state.borrow_mut().pending.push_back(err);
+                        }
                     }
                     Pending::Event(ev)
                 }

@@ -700,6 +700,12 @@ impl Connection {
 
         // Loss detection: three duplicate ACKs, or three later packets selectively acked.
         let mut lost = self.send.detect_sack_losses(DUP_ACK_THRESHOLD);
+        if let Some(latest) = acked.latest_sent_at_us {
+            let reorder_window = self.rtt.srtt_us().map_or(10_000, |r| r / 4);
+            lost |= self
+                .send
+                .detect_lost_retransmissions(latest, reorder_window);
+        }
         if self.dup_acks >= DUP_ACK_THRESHOLD {
             self.dup_acks = 0;
             lost |= self.send.mark_first_lost();

@@ -40,6 +40,8 @@ pub struct Acked {
     pub bytes: usize,
     /// Smallest RTT among those sent exactly once.
     pub min_rtt_us: Option<u64>,
+    /// Latest transmission time among the packets acknowledged.
+    pub latest_sent_at_us: Option<u64>,
 }
 
 /// The next thing the connection may put on the wire.
@@ -330,6 +332,11 @@ impl SendBuffer {
         let note = |p: &OutPacket, acked: &mut Acked| {
             acked.packets += 1;
             acked.bytes += p.payload.len();
+            acked.latest_sent_at_us = Some(
+                acked
+                    .latest_sent_at_us
+                    .map_or(p.sent_at_us, |t| t.max(p.sent_at_us)),
+            );
             if p.transmissions == 1 {
                 let rtt = now_us.saturating_sub(p.sent_at_us);
                 acked.min_rtt_us = Some(acked.min_rtt_us.map_or(rtt, |m| m.min(rtt)));
@@ -419,6 +426,32 @@ impl SendBuffer {
         let mut any = false;
         for idx in found.into_iter().rev() {
             any |= self.mark_lost(idx, false);
+        }
+        any
+    }
+
+    /// A retransmission is lost too when a packet sent more than
+    /// `reorder_window_us` after it has been acknowledged (the idea of RACK,
+    /// RFC 8985). Without this a lost retransmission waits for the timeout.
+    pub fn detect_lost_retransmissions(
+        &mut self,
+        latest_acked_sent_at_us: u64,
+        reorder_window_us: u64,
+    ) -> bool {
+        if self.sacked_count == 0 {
+            return false;
+        }
+        let mut any = false;
+        for idx in 0..self.packets.len() {
+            let p = &self.packets[idx];
+            if p.fast_resent
+                && p.transmissions > 1
+                && !p.sacked
+                && !p.need_resend
+                && p.sent_at_us + reorder_window_us < latest_acked_sent_at_us
+            {
+                any |= self.mark_lost(idx, false);
+            }
         }
         any
     }

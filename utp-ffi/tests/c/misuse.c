@@ -47,11 +47,17 @@ static struct sockaddr_in addr_a, addr_b;
 static uint64 cb_us(utp_callback_arguments *a) { (void)a; return now_us; }
 static uint64 cb_ms(utp_callback_arguments *a) { (void)a; return now_us / 1000; }
 
-static int sends;
+static int sends, sends_b;
+static unsigned long last_wnd_b; /* wnd_size field of B's last datagram */
 static uint64 cb_sendto(utp_callback_arguments *a)
 {
     sends++;
     if (a->socket != NULL) failed++; /* SENDTO always gets socket NULL */
+    if (a->context == B && a->len >= 20) {
+        sends_b++;
+        last_wnd_b = ((unsigned long)a->buf[12] << 24) | ((unsigned long)a->buf[13] << 16) |
+                     ((unsigned long)a->buf[14] << 8) | a->buf[15];
+    }
     if (drop_all || (qtail + 1) % MAXQ == qhead || a->len > sizeof queue[0].data) return 0;
     queue[qtail].from = a->context;
     queue[qtail].len = a->len;
@@ -89,6 +95,7 @@ static size_t got_b, got_a;
 static unsigned char rx[300000];
 static int close_on_eof_b;
 
+static int reset_before_destroy_b; /* ON_ERROR(ECONNRESET) came before B's DESTROYING */
 static uint64 cb_state(utp_callback_arguments *a)
 {
     struct sockaddr_storage ss;
@@ -116,12 +123,26 @@ static uint64 cb_state(utp_callback_arguments *a)
     case UTP_STATE_DESTROYING:
         CHECK(utp_get_stats(a->socket) != NULL);
         if (a->context == A) destroys_a++;
-        else destroys_b++;
+        else {
+            destroys_b++;
+            reset_before_destroy_b = errors[UTP_ECONNRESET] > 0;
+        }
         break;
     default:
         failed++;
     }
     return 0;
+}
+
+/* GET_READ_BUFFER_SIZE of B: bytes B's application holds unconsumed */
+static int hold_b;
+static size_t held_b;
+static int rbs_calls;
+static uint64 cb_read_buffer_size(utp_callback_arguments *a)
+{
+    rbs_calls++;
+    CHECK(a->context == B && a->socket != NULL);
+    return held_b;
 }
 
 static uint64 cb_read(utp_callback_arguments *a)
@@ -130,6 +151,7 @@ static uint64 cb_read(utp_callback_arguments *a)
     if (a->context == B) {
         if (got_b + a->len <= sizeof rx) memcpy(rx + got_b, a->buf, a->len);
         got_b += a->len;
+        if (hold_b) held_b += a->len;
     } else {
         got_a += a->len;
     }
@@ -145,10 +167,15 @@ static uint64 cb_firewall(utp_callback_arguments *a)
     return firewall_reject;
 }
 
+static int rcvbuf_on_accept; /* utp_setsockopt(UTP_RCVBUF) inside ON_ACCEPT */
 static uint64 cb_accept(utp_callback_arguments *a)
 {
     accepts++;
     sb = a->socket;
+    if (rcvbuf_on_accept) {
+        CHECK(utp_setsockopt(sb, UTP_RCVBUF, rcvbuf_on_accept) == 0);
+        CHECK(utp_getsockopt(sb, UTP_RCVBUF) == rcvbuf_on_accept);
+    }
     CHECK(a->address_len == sizeof(struct sockaddr_in));
     CHECK(utp_get_userdata(sb) == NULL);
     utp_set_userdata(sb, &accepts);
@@ -181,6 +208,11 @@ static void reset_counters(void)
     qhead = qtail = 0;
     close_on_eof_b = 0;
     drop_all = 0;
+    hold_b = 0;
+    held_b = 0;
+    rbs_calls = 0;
+    rcvbuf_on_accept = 0;
+    reset_before_destroy_b = 0;
 }
 
 /* ------------------------------------------------------------------ tests */
@@ -522,6 +554,112 @@ static void test_transfer_and_close(void)
     free(data);
 }
 
+/* Contract 8.5, libutp's close: A closes first and is destroyed as soon as
+ * its FIN is acknowledged, without waiting for B; B closes later, A answers
+ * its FIN with RESET, B gets ON_ERROR(ECONNRESET), then DESTROYING. */
+static void test_libutp_close_sequence(void)
+{
+    int i;
+    reset_counters();
+    A = utp_init(2);
+    B = utp_init(2);
+    setup_ctx(A);
+    setup_ctx(B);
+    utp_set_callback(B, UTP_ON_ACCEPT, &cb_accept);
+    sa = utp_create_socket(A);
+    CHECK(utp_connect(sa, (struct sockaddr *)&addr_b, sizeof addr_b) == 0);
+    pump(5);
+    CHECK(connects == 1 && accepts == 1 && got_b == 5);
+
+    utp_close(sa);
+    CHECK(destroys_a == 0); /* never inside utp_close */
+    pump(3);
+    CHECK(eofs_b == 1);
+    pump(60); /* past the 500 ms gate of utp_check_timeouts */
+    CHECK(destroys_a == 1); /* B has not closed: A is gone anyway */
+    CHECK(destroys_b == 0);
+    CHECK(errors[0] + errors[1] + errors[2] == 0);
+
+    utp_close(sb);
+    for (i = 0; i < 100 && destroys_b == 0; i++) pump(1);
+    CHECK(errors[UTP_ECONNRESET] == 1);
+    CHECK(errors[UTP_ECONNREFUSED] == 0 && errors[UTP_ETIMEDOUT] == 0);
+    CHECK(destroys_b == 1);
+    CHECK(reset_before_destroy_b);
+    CHECK(destroys_a == 1);
+    CHECK(utp_get_userdata(sb) == NULL); /* tombstone */
+    utp_destroy(A);
+    utp_destroy(B);
+    CHECK(destroys_a == 1 && destroys_b == 1); /* nothing left to destroy */
+}
+
+/* UTP_GET_READ_BUFFER_SIZE + utp_read_drained, and utp_setsockopt(UTP_RCVBUF)
+ * on a live (accepted, inside ON_ACCEPT) socket: B's application holds what it
+ * reads, so the window B advertises closes and A stalls; once B consumes and
+ * calls utp_read_drained, an ACK reopens the window at once. */
+static void test_read_buffer_size(void)
+{
+    static unsigned char data[200000];
+    size_t i, off = 0, stalled;
+    int rounds, before;
+    reset_counters();
+    for (i = 0; i < sizeof data; i++) data[i] = (unsigned char)(i * 13 + (i >> 11));
+    A = utp_init(2);
+    B = utp_init(2);
+    setup_ctx(A);
+    setup_ctx(B);
+    utp_set_callback(B, UTP_ON_ACCEPT, &cb_accept);
+    utp_set_callback(B, UTP_GET_READ_BUFFER_SIZE, &cb_read_buffer_size);
+    rcvbuf_on_accept = 65536;
+    sa = utp_create_socket(A);
+    CHECK(utp_connect(sa, (struct sockaddr *)&addr_b, sizeof addr_b) == 0);
+    pump(5);
+    CHECK(connects == 1 && accepts == 1 && got_b == 5);
+    CHECK(rbs_calls > 0);
+    CHECK(last_wnd_b == 65536); /* setsockopt in ON_ACCEPT took effect */
+    /* live setsockopt on the connected side too */
+    CHECK(utp_setsockopt(sa, UTP_TARGET_DELAY, 50000) == 0);
+    CHECK(utp_getsockopt(sa, UTP_TARGET_DELAY) == 50000);
+    CHECK(utp_setsockopt(sa, UTP_SNDBUF, 131072) == 0);
+
+    got_b = 0;
+    hold_b = 1;
+    for (rounds = 0; rounds < 300; rounds++) {
+        while (off < sizeof data) {
+            ssize_t n = utp_write(sa, data + off, sizeof data - off > 3000 ? 3000 : sizeof data - off);
+            if (n <= 0) break;
+            off += (size_t)n;
+        }
+        pump(1);
+    }
+    stalled = got_b;
+    fprintf(stderr, "stalled=%zu wnd=%lu rbs=%d\n", stalled, last_wnd_b, rbs_calls);
+    CHECK(stalled > 0 && stalled <= 65536); /* never more than RCVBUF held */
+    CHECK(stalled < sizeof data);
+    CHECK(last_wnd_b < 1500);                /* window (nearly) closed */
+    CHECK(memcmp(rx, data, stalled) == 0);
+
+    /* the application consumes everything: the window reopens at once */
+    held_b = 0;
+    hold_b = 0;
+    before = sends_b;
+    utp_read_drained(sb);
+    CHECK(sends_b == before + 1);           /* immediate window-update ACK */
+    CHECK(last_wnd_b == 65536);
+    for (rounds = 0; rounds < 3000 && got_b < sizeof data; rounds++) {
+        while (off < sizeof data) {
+            ssize_t n = utp_write(sa, data + off, sizeof data - off > 3000 ? 3000 : sizeof data - off);
+            if (n <= 0) break;
+            off += (size_t)n;
+        }
+        pump(1);
+    }
+    CHECK(off == sizeof data);
+    CHECK(got_b == sizeof data && memcmp(rx, data, sizeof data) == 0);
+    utp_destroy(A);
+    utp_destroy(B);
+}
+
 int main(void)
 {
     memset(&addr_a, 0, sizeof addr_a);
@@ -535,6 +673,8 @@ int main(void)
     test_null_everywhere();
     test_context_misuse();
     test_transfer_and_close();
+    test_libutp_close_sequence();
+    test_read_buffer_size();
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }
