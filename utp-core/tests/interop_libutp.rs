@@ -323,3 +323,57 @@ fn utpcat_with_ucat_script() {
         assert!(status.success(), "interop-utpcat.sh failed: {status}");
     });
 }
+
+/// Reference for the lossy numbers above: our client → our server through
+/// the same relay (same loss model), 10 MB byte-exact.
+#[test]
+fn our_client_to_our_server_10mb_lossy_reference() {
+    with_timeout("our_client_to_our_server_10mb_lossy_reference", 120, || {
+        let _serial = serial();
+        let label = "us->us lossy";
+        let payload = random_bytes(5, PAYLOAD);
+        let ctx = UtpContext::bind("127.0.0.1:0").unwrap();
+        let relay = Relay::start(
+            ctx.local_addr().unwrap(),
+            LossModel::DEFAULT,
+            RELAY_SEED + 2,
+        );
+        let dest = relay.addr();
+        let start = Instant::now();
+        let data = payload.clone();
+        let client = std::thread::spawn(move || {
+            let mut s = UtpStream::connect_timeout(&dest, Duration::from_secs(10)).unwrap();
+            s.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            s.write_all(&data).unwrap();
+            s.shutdown(Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            s.read_to_end(&mut rest).unwrap();
+            assert!(rest.is_empty());
+            print_stats(label, &s);
+            s.exit_watch()
+        });
+        let (mut s, _) = ctx.accept_timeout(Duration::from_secs(10)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut got = Vec::with_capacity(PAYLOAD);
+        s.read_to_end(&mut got).unwrap();
+        let elapsed = start.elapsed();
+        assert_same(label, &got, &payload);
+        println!(
+            "[{label}] our client -> our server: {PAYLOAD} bytes byte-exact in {:.3} s = {:.1} MB/s",
+            elapsed.as_secs_f64(),
+            mb_per_s(PAYLOAD, elapsed)
+        );
+        s.shutdown(Shutdown::Write).unwrap();
+        let client_watch = client.join().unwrap();
+        let watch = ctx.exit_watch();
+        drop(s);
+        drop(ctx);
+        assert!(watch.wait(Duration::from_secs(10)), "server did not close");
+        assert!(
+            client_watch.wait(Duration::from_secs(10)),
+            "client did not close"
+        );
+        stop_relay(label, Some(relay));
+    });
+}

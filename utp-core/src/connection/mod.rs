@@ -43,6 +43,8 @@ pub const REORDER_LIMIT: u16 = 1023;
 pub const MAX_PACKETS_IN_FLIGHT: usize = 1000;
 /// Duplicate ACKs (or later packets selectively acked) that mark a packet lost.
 pub const DUP_ACK_THRESHOLD: u32 = 3;
+/// Longest interval between zero-window probes.
+pub const MAX_PROBE_INTERVAL_US: u64 = 30_000_000;
 /// How long a closed connection lingers to re-acknowledge a retransmitted FIN.
 pub const TIME_WAIT_US: u64 = 2_000_000;
 
@@ -126,6 +128,8 @@ pub struct Connection {
     handshake_started_us: u64,
     /// Zero-window probe timer.
     probe_deadline: Option<u64>,
+    /// Probes sent into the current closed window (the interval doubles).
+    probes: u32,
     /// Last time anything was sent (keep-alive) or received.
     last_send_us: u64,
     /// Last time the congestion window, not the application, limited sending.
@@ -194,6 +198,7 @@ impl Connection {
             rto_backoff: 0,
             handshake_started_us: now_us,
             probe_deadline: None,
+            probes: 0,
             last_send_us: now_us,
             last_cwnd_limited_us: None,
             dup_acks: 0,
@@ -729,6 +734,9 @@ impl Connection {
             self.rto_deadline = None;
             self.consecutive_timeouts = 0;
         }
+        if self.peer_window >= self.mss() {
+            self.probes = 0;
+        }
         if self.peer_window >= self.mss() || self.send.packets_in_flight() > 0 {
             self.probe_deadline = None;
         }
@@ -833,6 +841,7 @@ impl Connection {
         }
         if self.probe_deadline.is_some_and(|d| now >= d) {
             self.probe_deadline = None;
+            self.probes += 1;
             // Let one packet through a zero window: its ACK carries the current window.
             self.peer_window = self.peer_window.max(self.mss());
         }
@@ -890,7 +899,13 @@ impl Connection {
                     // Nothing in flight yet blocked: the peer's window is closed.
                     // Probe later in case its window update is lost.
                     if self.send.packets_in_flight() == 0 && self.probe_deadline.is_none() {
-                        self.probe_deadline = Some(io.now_us + self.current_rto());
+                        // The receiver announces a reopened window itself; probes
+                        // only cover a lost update, so they back off (to 30 s).
+                        let interval = self
+                            .current_rto()
+                            .saturating_mul(1 << self.probes.min(6))
+                            .min(MAX_PROBE_INTERVAL_US);
+                        self.probe_deadline = Some(io.now_us + interval);
                     }
                     break;
                 }

@@ -633,8 +633,9 @@ static void test_read_buffer_size(void)
         pump(1);
     }
     stalled = got_b;
-    fprintf(stderr, "stalled=%zu wnd=%lu rbs=%d\n", stalled, last_wnd_b, rbs_calls);
-    CHECK(stalled > 0 && stalled <= 65536); /* never more than RCVBUF held */
+    /* about RCVBUF held; the sender's zero-window probes (one packet per RTO
+     * while the window stays shut) may add a few packets in 3 s */
+    CHECK(stalled > 60000 && stalled <= 65536 + 10 * 1500);
     CHECK(stalled < sizeof data);
     CHECK(last_wnd_b < 1500);                /* window (nearly) closed */
     CHECK(memcmp(rx, data, stalled) == 0);
