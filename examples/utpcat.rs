@@ -15,6 +15,12 @@
 //! acknowledged and the connection closed; on error a message such as
 //! `utpcat: connection refused` and status 1 (2 for usage errors).
 //!
+//! The runtime has no direct signal for "our FIN was acknowledged", so
+//! after both directions finished and all our data was acknowledged,
+//! utpcat closes the stream and waits for the context's I/O thread to exit.
+//! That includes the engine's TIME_WAIT, so the process ends about 2 s
+//! after the transfer itself.
+//!
 //! Options:
 //! * `-d` debug messages on stderr (`-dd`: also progress once a second)
 //! * `-B size` size of the stdin read buffer (default 65536)

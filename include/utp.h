@@ -224,6 +224,8 @@ int utp_context_set_option(utp_context *ctx, int opt, int val);
 int utp_context_get_option(utp_context *ctx, int opt);
 
 // Set a socket option (SNDBUF, RCVBUF, TARGET_DELAY); 0 on success, else -1.
+// Applies to the live connection at once (a value below 1 byte counts as 1;
+// a target delay <= 0 as 100000 us, as libutp does at use).
 int utp_setsockopt(utp_socket *s, int opt, int val);
 
 // Read a socket option; -1 for an unknown option or NULL socket.
@@ -255,9 +257,9 @@ ssize_t utp_writev(utp_socket *s, struct utp_iovec *iovec, size_t num_iovecs);
 // minimum stored in `*addrlen` (libutp quirk). -1 if unconnected or NULL args.
 int utp_getpeername(utp_socket *s, struct sockaddr *addr, socklen_t *addrlen);
 
-// The application consumed buffered input. Our engine hands data to ON_READ
-// at once and keeps the advertised window open by itself, so this only
-// flushes anything queued.
+// The application consumed buffered input: asks GET_READ_BUFFER_SIZE again
+// and advertises the larger window (at once if it was below one packet,
+// otherwise with the next ACK). No-op for NULL or never-connected sockets.
 void utp_read_drained(utp_socket *s);
 
 // Queuing-delay estimates (us) of both directions and the ms since the last

@@ -2,7 +2,7 @@
 # utpcat (examples/utpcat.rs, our threaded runtime) against REAL libutp's
 # ucat (scripts/build-libutp-ref.sh) and against itself, over 127.0.0.1.
 #
-#   scripts/interop-utpcat.sh [--no-bench] [--bench-mb N] [--runs N] [--mb N]
+#   scripts/interop-utpcat.sh [--no-bench] [--mixed] [--bench-mb N] [--runs N] [--mb N]
 #
 # Checks (5 MB random file unless --mb):
 #   1. utpcat -> ucat -l      byte-exact; after ucat closes (SIGINT, since
@@ -18,28 +18,33 @@
 # Benchmark (skipped with --no-bench): 100 MB (--bench-mb) utpcat->utpcat
 # and ucat->ucat, alternating, 3 runs each (--runs); prints the time until
 # the receiver has written every byte, throughput, and CPU seconds of both
-# processes (/usr/bin/time, installed with apt-get if missing).
+# processes (/usr/bin/time, installed with apt-get if missing). --mixed also
+# times utpcat->ucat and ucat->utpcat.
 #
 # Environment: UTPCAT=<binary> uses that utpcat instead of building it with
 # `cargo build --release --example utpcat`; CARGO_TARGET_DIR is honoured.
-# TIMEOUT (seconds, default 60) bounds every transfer.
+# TIMEOUT (seconds, default 60) bounds every check's transfer, BENCH_TIMEOUT
+# (default 300) every benchmark transfer.
 # Traffic goes only to 127.0.0.1; every process started here is killed on exit.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 BENCH=1
+MIXED=0
 BENCH_MB=100
 RUNS=3
 MB=5
 TIMEOUT_S="${TIMEOUT:-60}"
+BENCH_TIMEOUT_S="${BENCH_TIMEOUT:-300}"
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-bench) BENCH=0 ;;
+        --mixed) MIXED=1 ;;
         --bench-mb) BENCH_MB="$2"; shift ;;
         --runs) RUNS="$2"; shift ;;
         --mb) MB="$2"; shift ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "interop-utpcat: unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -114,7 +119,7 @@ if [ -n "${UTPCAT:-}" ]; then
     [ -x "$UTPCAT" ] || { log "UTPCAT=$UTPCAT is not executable"; exit 1; }
 else
     log "building utpcat (cargo build --release --example utpcat)"
-    (cd "$REPO_ROOT" && cargo build --quiet --release -p utp-core --example utpcat)
+    (cd "$REPO_ROOT" && cargo build --quiet --release --example utpcat)
     UTPCAT="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/examples/utpcat"
     case "$UTPCAT" in /*) ;; *) UTPCAT="$REPO_ROOT/$UTPCAT" ;; esac
 fi
@@ -264,7 +269,7 @@ bench_run() {
     local d="$WORK/bench-$label-$4"
     mkdir -p "$d"; port=$(pick_port)
     local lin="$d/hold"
-    if [ "$label" = utpcat ]; then
+    if [ "$lbin" = "$UTPCAT" ]; then
         lin=/dev/null
     else
         held_stdin "$d"
@@ -275,12 +280,12 @@ bench_run() {
     t0=$(now_ms)
     "$TIME_BIN" -f "%e %U %S" -o "$d/stime" "$sbin" 127.0.0.1 "$port" <"$WORK/big" >/dev/null 2>"$d/s.err" &
     spid=$!; PIDS+=("$spid")
-    if ! wait_size "$d/out" "$BIG" "$TIMEOUT_S"; then
-        failed "bench $label run $4: $(stat -c %s "$d/out") of $BIG bytes after ${TIMEOUT_S}s"
+    if ! wait_size "$d/out" "$BIG" "$BENCH_TIMEOUT_S"; then
+        failed "bench $label run $4: $(stat -c %s "$d/out") of $BIG bytes after ${BENCH_TIMEOUT_S}s"
         show_err "$d/l.err" "$d/s.err"; return
     fi
     local ms=$(( DONE_MS - t0 )) exact=yes
-    if [ "$label" = ucat ]; then
+    if [ "$lbin" = "$UCAT" ]; then
         # ucat's listener never exits by itself: SIGINT the ucat under time(1)
         lchild=$(ps -o pid= --ppid "$lpid" | tr -d ' ')
         sleep 0.1
@@ -297,7 +302,7 @@ bench_run() {
     local line
     line=$(awk -v b="$BIG" -v ms="$ms" -v l="$label" -v r="$4" -v lc="$lcpu" -v sc="$scpu" \
                -v em="$exit_ms" -v x="$exact" -v lr="$lrc" -v sr="$src" 'BEGIN {
-        s = ms / 1000; printf "bench: %-6s run %s: %d MiB in %6.2f s = %6.1f MB/s (%6.0f Mbit/s), cpu listener %s s sender %s s, both exited %.2f s after start (exit %s/%s), exact=%s",
+        s = ms / 1000; printf "bench: %-10s run %s: %d MiB in %6.2f s = %6.1f MB/s (%6.0f Mbit/s), cpu listener %s s sender %s s, both exited %.2f s after start (exit %s/%s), exact=%s",
             l, r, b / 1048576, s, b / s / 1e6, b * 8 / s / 1e6, lc, sc, em / 1000, lr, sr, x }')
     echo "$line"
     echo "$label $ms $lcpu $scpu" >>"$WORK/bench.txt"
@@ -313,10 +318,14 @@ if [ "$BENCH" = 1 ]; then
     for run in $(seq 1 "$RUNS"); do
         bench_run utpcat "$UTPCAT" "$UTPCAT" "$run"
         bench_run ucat "$UCAT" "$UCAT" "$run"
+        if [ "$MIXED" = 1 ]; then
+            bench_run ours-\>ucat "$UCAT" "$UTPCAT" "$run"
+            bench_run ucat-\>ours "$UTPCAT" "$UCAT" "$run"
+        fi
     done
     if [ -s "$WORK/bench.txt" ]; then
         awk -v b="$BIG" '{ n[$1]++; t[$1] += $2 / 1000; c[$1] += $3 + $4 }
-            END { for (k in n) printf "bench summary: %-6s mean %.2f s = %.1f MB/s, mean cpu (both processes) %.2f s over %d runs\n",
+            END { for (k in n) printf "bench summary: %-10s mean %.2f s = %.1f MB/s, mean cpu (both processes) %.2f s over %d runs\n",
                                      k, t[k] / n[k], b * n[k] / t[k] / 1e6, c[k] / n[k], n[k] }' "$WORK/bench.txt"
     fi
 fi

@@ -312,6 +312,14 @@ fn cmd_gen(a: &Args) {
         Err(e) => die(&format!("gen: {e}")),
     }
     let _ = out.flush();
+    // --hold: keep stdout open until killed. Upstream ucat polls its closed
+    // stdin after EOF (POLLNVAL) and spins at 100 % CPU until it exits; with
+    // --hold it never sees EOF, so its CPU time is the transfer's alone.
+    if a.flag("hold") {
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
 }
 
 fn cmd_sink(a: &Args) {
@@ -839,6 +847,10 @@ fn cmd_scale(a: &Args) {
         kv("io_cpu_xfer_server_s", format!("{:.2}", cpu2.0 - cpu1.0)),
         kv("io_cpu_xfer_client_s", format!("{:.2}", cpu2.1 - cpu1.1)),
         kv("rss_end_kb", rss_kb()),
+        kv(
+            "mem_per_conn_after_xfer_bytes",
+            format!("{:.0}", (rss_kb() as f64 - rss0 as f64) * 1024.0 / n as f64 / 2.0),
+        ),
         kv("exact", if exact { "yes" } else { "no" }),
     ];
     if let Some(e) = errors.first() {

@@ -722,6 +722,15 @@ impl Endpoint {
         self.conns.get(&h.0).map(|e| e.conn.remote())
     }
 
+    /// Connections that still have work to do: everything except those only
+    /// lingering after a finished close to re-acknowledge a retransmitted FIN.
+    pub fn active_connection_count(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|e| e.conn.state() != State::TimeWait)
+            .count()
+    }
+
     /// Number of live connections (including those finishing their close).
     pub fn connection_count(&self) -> usize {
         self.conns.len()

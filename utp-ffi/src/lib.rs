@@ -23,6 +23,11 @@
 //! | `driver.rs` | engine plumbing: transmits, events, callbacks dispatch |
 //! | `callbacks.rs` | calling the application, defaults, logging |
 //! | `addr.rs`, `wire.rs` | sockaddr conversion, header peeks |
+//! | `threaded.rs` | threaded mode (`utp_threaded.h`, `utpt_*`): blocking sockets over utp-core's runtime |
+//!
+//! The threaded mode (`include/utp_threaded.h`, functions `utpt_*`) is a
+//! second, independent API in the same library: blocking socket-style calls
+//! over utp-core's threaded runtime, each context with its own I/O thread.
 //!
 //! Threading: like libutp, one context (and its sockets) must be used by one
 //! thread at a time. Callbacks run synchronously in the calling thread and
@@ -44,6 +49,8 @@ pub mod names;
 pub mod options;
 mod pool;
 pub mod socket;
+/// cbindgen:ignore
+pub mod threaded;
 pub mod timers;
 pub mod types;
 mod wire;

@@ -72,7 +72,11 @@ pub extern "C" fn utp_setsockopt(s: *mut utp_socket, opt: c_int, val: c_int) -> 
             }
             UTP_TARGET_DELAY => {
                 s.target_delay.set(val);
-                (None, None, Some(if val <= 0 { 100_000 } else { val as u32 }))
+                (
+                    None,
+                    None,
+                    Some(if val <= 0 { 100_000 } else { val as u32 }),
+                )
             }
             _ => return -1,
         };

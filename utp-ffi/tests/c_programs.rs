@@ -49,6 +49,10 @@ fn static_lib() -> PathBuf {
 }
 
 fn build_and_run(src: &str, cxx: bool) {
+    build_and_run_with(src, cxx, &[]);
+}
+
+fn build_and_run_with(src: &str, cxx: bool, args: &[&str]) {
     let Some(cc) = compiler(cxx) else {
         eprintln!("no C compiler: skipping {src}");
         return;
@@ -79,7 +83,10 @@ fn build_and_run(src: &str, cxx: bool) {
         .status()
         .expect("run the C compiler");
     assert!(status.success(), "compiling {src} failed");
-    let run = Command::new(&out).output().expect("run the C test");
+    let run = Command::new(&out)
+        .args(args)
+        .output()
+        .expect("run the C test");
     let _ = std::fs::remove_file(&out);
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
@@ -100,4 +107,10 @@ fn layout_as_cxx() {
 #[test]
 fn misuse_and_lifecycle() {
     build_and_run("misuse.c", false);
+}
+
+#[test]
+fn threaded_api() {
+    // 1 MB keeps `cargo test` quick; scripts/test-ffi.sh moves 5 MB.
+    build_and_run_with("threaded.c", false, &["1000000"]);
 }

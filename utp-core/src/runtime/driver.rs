@@ -258,8 +258,12 @@ impl Driver {
 
             if self.shutting_down {
                 let now = self.now();
+                // Connections that only linger after a finished close (to
+                // re-acknowledge a lost last ACK) don't keep the thread: every
+                // byte was delivered both ways, and a program should not wait
+                // two seconds to exit after a complete transfer.
                 let done = self.conns.is_empty()
-                    && self.endpoint.connection_count() == 0
+                    && self.endpoint.active_connection_count() == 0
                     && self.transmits.is_empty();
                 if done || self.exit_deadline.is_some_and(|d| now >= d) {
                     // Push out whatever the engine still has (FINs, RESETs).

@@ -8,6 +8,13 @@
  *    datagram, a pump delivers it) on a fake clock: handshake, data, half
  *    close, re-entrant calls from callbacks, DESTROYING exactly once, handles
  *    used after DESTROYING, RESET / ICMP / timeout errors, utp_destroy.
+ * 3. libutp's full-close sequence (contract 8.5): the first closer is
+ *    destroyed once its FIN is acked; the late closer gets ON_ERROR
+ *    (ECONNRESET), then DESTROYING.
+ * 4. UTP_GET_READ_BUFFER_SIZE + utp_read_drained close and reopen the
+ *    advertised window (seen in the wnd_size field of B's datagrams), and
+ *    utp_setsockopt on live sockets (RCVBUF inside ON_ACCEPT, TARGET_DELAY,
+ *    SNDBUF after connect).
  * Prints "N passed, N failed" and exits non-zero on any failure.
  */
 #include "utp.h"

@@ -1,0 +1,1093 @@
+#!/usr/bin/env python3
+"""Benchmark harness: ours against real libutp, side by side (bench/run.sh).
+
+Standard library only; plots (--full) use matplotlib, installed with pip on
+demand. See bench/README.md for what every number means.
+"""
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REL = os.path.join(ROOT, "target", "release")
+UTPBENCH = os.path.join(REL, "examples", "utpbench")
+BUILD = os.path.join(ROOT, "target", "bench")
+LINK_MBIT = 20  # testbed bottleneck
+
+PROCS = []        # every Popen we started (killed by process group on exit)
+NETNS = []        # every namespace we created (deleted on exit)
+STATE_FILE = os.environ.get("BENCH_STATE_FILE")  # run.sh's trap reads it too
+
+
+def log(*a):
+    print("bench:", *a, file=sys.stderr, flush=True)
+
+
+class FunctionalError(Exception):
+    """A transfer was not byte-exact, or a tool failed: smoke mode fails."""
+
+
+# ---------------------------------------------------------------- processes
+
+def spawn(argv, ns=None, **kw):
+    if ns:
+        argv = ["ip", "netns", "exec", ns] + list(argv)
+    p = subprocess.Popen(argv, start_new_session=True, **kw)
+    PROCS.append(p)
+    return p
+
+
+def kill(p, sig=signal.SIGKILL):
+    try:
+        os.killpg(p.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def reap(p, timeout):
+    try:
+        return p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill(p)
+        p.wait()
+        return None
+
+
+def stop_timed(p, grace):
+    """Waits `grace` s for a process run under time(1); then SIGKILLs only the
+    measured program, so that time(1) still writes its report."""
+    try:
+        return p.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    for c in children(p.pid):
+        try:
+            os.kill(c, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return reap(p, 5)
+
+
+def children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def timed(argv, tfile):
+    """argv under GNU time -v (CPU seconds and peak RSS of that process only)."""
+    return ["/usr/bin/time", "-v", "-o", tfile] + list(argv)
+
+
+def parse_time(tfile):
+    r = {}
+    try:
+        with open(tfile) as f:
+            for line in f:
+                k, _, v = line.strip().rpartition(": ")
+                if k == "User time (seconds)":
+                    r["user"] = float(v)
+                elif k == "System time (seconds)":
+                    r["sys"] = float(v)
+                elif k == "Maximum resident set size (kbytes)":
+                    r["rss_kb"] = int(v)
+    except OSError:
+        pass
+    if "user" in r:
+        r["cpu"] = r["user"] + r["sys"]
+    return r
+
+
+def parse_kv(path):
+    r = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                if "=" in line:
+                    k, v = line.strip().split("=", 1)
+                    r[k] = v
+    except OSError:
+        pass
+    return r
+
+
+def read_stamp(path):
+    with open(path) as f:
+        return int(f.read().strip())
+
+
+def udp_bound(port, ns=None):
+    argv = ["cat", "/proc/net/udp", "/proc/net/udp6"]
+    if ns:
+        argv = ["ip", "netns", "exec", ns] + argv
+    out = subprocess.run(argv, capture_output=True, text=True).stdout
+    want = "%04X" % port
+    for line in out.splitlines()[1:]:
+        f = line.split()
+        if len(f) > 1 and f[1].rsplit(":", 1)[-1].upper() == want:
+            return True
+    return False
+
+
+def wait_bound(port, ns, proc, what):
+    t = time.time() + 10
+    while not udp_bound(port, ns):
+        if proc.poll() is not None or time.time() > t:
+            raise FunctionalError(f"{what}: listener did not bind UDP port {port}")
+        time.sleep(0.02)
+
+
+def free_port():
+    return random.randint(20000, 59999)
+
+
+# ---------------------------------------------------------------- namespaces
+
+def sh(*argv, check=True):
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise FunctionalError(f"{' '.join(argv)}: {r.stderr.strip()}")
+    return r
+
+
+def add_ns(name):
+    sh("ip", "netns", "add", name)
+    NETNS.append(name)
+    if STATE_FILE:
+        with open(STATE_FILE, "a") as f:
+            f.write(name + "\n")
+    sh("ip", "-n", name, "link", "set", "lo", "up")
+
+
+def veth(tag, ns1, if1, ip1, ns2, if2, ip2, mtu=1500):
+    a, b = f"{tag}a", f"{tag}b"
+    sh("ip", "link", "add", a, "mtu", str(mtu), "type", "veth", "peer", "name", b, "mtu", str(mtu))
+    sh("ip", "link", "set", a, "netns", ns1)
+    sh("ip", "link", "set", b, "netns", ns2)
+    sh("ip", "-n", ns1, "link", "set", a, "name", if1)
+    sh("ip", "-n", ns2, "link", "set", b, "name", if2)
+    sh("ip", "-n", ns1, "addr", "add", ip1 + "/24", "dev", if1)
+    sh("ip", "-n", ns2, "addr", "add", ip2 + "/24", "dev", if2)
+    sh("ip", "-n", ns1, "link", "set", if1, "up")
+    sh("ip", "-n", ns2, "link", "set", if2, "up")
+
+
+def can_netns():
+    if os.geteuid() != 0 or not shutil.which("ip"):
+        return False
+    name = f"ubprobe{os.getpid()}"
+    r = subprocess.run(["ip", "netns", "add", name], capture_output=True)
+    if r.returncode != 0:
+        return False
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    return True
+
+
+def cleanup():
+    for p in PROCS:
+        if p.poll() is None:
+            kill(p)
+    for p in PROCS:
+        try:
+            p.wait(timeout=5)
+        except Exception:
+            pass
+    for n in reversed(NETNS):
+        subprocess.run(["ip", "netns", "del", n], capture_output=True)
+    NETNS.clear()
+
+
+# ---------------------------------------------------------------- build
+
+def build(need_ffi=True):
+    log("building utpbench (cargo build --release --example utpbench)")
+    r = subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "utpbench"],
+                       cwd=ROOT)
+    if r.returncode != 0:
+        raise FunctionalError("cargo build of utpbench failed")
+    r = subprocess.run([os.path.join(ROOT, "scripts", "build-libutp-ref.sh"), "--quiet"],
+                       cwd=ROOT, capture_output=True, text=True)
+    ref = None
+    for line in r.stdout.splitlines():
+        if line.startswith("LIBUTP_REF_DIR="):
+            ref = line.split("=", 1)[1]
+    if r.returncode != 0 or not ref:
+        raise FunctionalError("scripts/build-libutp-ref.sh failed: " + r.stderr[-500:])
+    os.makedirs(BUILD, exist_ok=True)
+    tools = {"ucat-real": os.path.join(ref, "bin", "ucat")}
+    cc = ["gcc", "-O2", "-Wall", "-DPOSIX"]
+    pp = os.path.join(ROOT, "bench", "c", "utp_pingpong.c")
+    out = os.path.join(BUILD, "pp-real")
+    sh(*cc, "-I", os.path.join(ref, "include"), pp, "-L", os.path.join(ref, "lib"), "-lutp",
+       f"-Wl,-rpath,{os.path.join(ref, 'lib')}", "-o", out)
+    tools["pp-real"] = out
+    tools["ffi"] = None
+    if need_ffi:
+        # Our C ABI (utp-ffi): upstream's unmodified ucat.c and our ping-pong.
+        log("building utp-ffi (cargo build --release -p utp-ffi)")
+        r = subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "utp-ffi"], cwd=ROOT,
+                           capture_output=True, text=True)
+        so = os.path.join(REL, "libutp.so")
+        if r.returncode == 0 and os.path.exists(so):
+            try:
+                if not os.path.exists(so + ".0"):
+                    os.symlink("libutp.so", so + ".0")
+                obj = os.path.join(BUILD, "ucat-ours.o")
+                sh("gcc", "-Wall", "-DPOSIX", "-g", "-fno-exceptions", "-O3", "-I",
+                   os.path.join(ROOT, "include"), "-c", os.path.join(ref, "src", "ucat.c"), "-o", obj)
+                sh("gcc", "-o", os.path.join(BUILD, "ucat-ours"), obj, "-L", REL, "-lutp",
+                   f"-Wl,-rpath,{REL}")
+                tools["ucat-ours"] = os.path.join(BUILD, "ucat-ours")
+                out = os.path.join(BUILD, "pp-ours")
+                sh(*cc, "-I", os.path.join(ROOT, "include"), pp, "-L", REL, "-lutp",
+                   f"-Wl,-rpath,{REL}", "-o", out)
+                tools["pp-ours"] = out
+                tools["ffi"] = "ok"
+            except FunctionalError as e:
+                tools["ffi"] = f"failed: {e}"
+        else:
+            tools["ffi"] = "utp-ffi did not build: " + r.stderr.strip()[-300:]
+        if tools["ffi"] != "ok":
+            log("WARNING: our C ABI is not usable, its columns are left out:", tools["ffi"])
+    return tools
+
+
+# ---------------------------------------------------------------- bulk
+
+def bulk_once(impl, tools, nbytes, link, work, timeout):
+    """One one-way transfer; returns a dict of measurements."""
+    d = tempfile.mkdtemp(prefix=f"{impl}-", dir=work)
+    rns, sns, rip = link["recv_ns"], link["send_ns"], link["recv_ip"]
+    port = free_port()
+    f = lambda n: os.path.join(d, n)
+    t_end = time.time() + timeout
+    res = {"impl": impl, "link": link["name"], "bytes": nbytes}
+    try:
+        if impl == "rust":
+            recv = spawn(timed([UTPBENCH, "utp-recv", "--bind", f"{rip}:{port}", "--bytes", str(nbytes),
+                                "--report", f("rr")], f("tr")), ns=rns)
+            wait_bound(port, rns, recv, "utp-recv")
+            send = spawn(timed([UTPBENCH, "utp-send", "--to", f"{rip}:{port}", "--bytes", str(nbytes),
+                                "--stamp", f("stamp"), "--report", f("sr")], f("ts")), ns=sns)
+            rc_r = reap(recv, max(1, t_end - time.time()))
+            rc_s = reap(send, max(1, t_end - time.time()))
+            if rc_r != 0 or rc_s != 0:
+                raise FunctionalError(f"rust bulk: receiver rc={rc_r} sender rc={rc_s}"
+                                      f" ({open(f('rr')).read() if os.path.exists(f('rr')) else 'no report'})")
+        else:
+            ucat = tools[impl]
+            lst = spawn(timed([ucat, "-l", "-p", str(port)], f("tr")), ns=rns,
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(f("lerr"), "w"))
+            sink = spawn([UTPBENCH, "sink", "--bytes", str(nbytes), "--report", f("rr")],
+                         stdin=lst.stdout)
+            lst.stdout.close()
+            wait_bound(port, rns, lst, impl)
+            gen = spawn([UTPBENCH, "gen", "--bytes", str(nbytes), "--stamp", f("stamp"), "--hold"],
+                        ns=sns, stdout=subprocess.PIPE)
+            send = spawn(timed([ucat, rip, str(port)], f("ts")), ns=sns, stdin=gen.stdout,
+                         stdout=subprocess.DEVNULL, stderr=open(f("serr"), "w"))
+            gen.stdout.close()
+            rc = reap(sink, max(1, t_end - time.time()))
+            # ucat's listener never exits by itself: SIGINT (its handler closes
+            # the socket, then the sender sees EOF and exits too).
+            for c in children(lst.pid):
+                os.kill(c, signal.SIGINT)
+            # The sender (stdin held open by gen --hold) never exits by itself:
+            # stop it (time(1) still reports its rusage).
+            stop_timed(lst, 2)
+            stop_timed(send, 0.05)
+            kill(gen)
+            reap(gen, 2)
+            if rc != 0:
+                raise FunctionalError(f"{impl} bulk: sink rc={rc} (timeout {timeout}s?)")
+        rr = parse_kv(f("rr"))
+        if rr.get("exact") != "yes" or int(rr.get("bytes", -1)) != nbytes:
+            raise FunctionalError(f"{impl} over {link['name']}: not byte-exact: {rr}")
+        start = read_stamp(f("stamp"))
+        secs = (int(rr["done_ns"]) - start) / 1e9
+        tr, ts = parse_time(f("tr")), parse_time(f("ts"))
+        gb = nbytes / 1e9
+        res.update(secs=secs, mbit=nbytes * 8 / secs / 1e6, stall_ms=float(rr["max_gap_ms"]),
+                   cpu_recv_per_gb=tr.get("cpu", float("nan")) / gb,
+                   cpu_send_per_gb=ts.get("cpu", float("nan")) / gb,
+                   rss_recv_mb=tr.get("rss_kb", 0) / 1024, rss_send_mb=ts.get("rss_kb", 0) / 1024,
+                   exact=True)
+        return res
+    finally:
+        for p in PROCS:
+            if p.poll() is None and p.pid in [x.pid for x in PROCS[-6:]]:
+                kill(p)
+
+
+def median_spread(vals):
+    vals = [v for v in vals if v == v]
+    if not vals:
+        return (float("nan"),) * 3
+    return statistics.median(vals), min(vals), max(vals)
+
+
+def run_bulk(tools, impls, links, nbytes, runs, work, timeout):
+    results = []
+    for link in links:
+        for r in range(runs):
+            order = impls[r % len(impls):] + impls[:r % len(impls)]  # rotate: alternate
+            for impl in order:
+                res = bulk_once(impl, tools, nbytes, link, work, timeout)
+                res["run"] = r
+                log(f"bulk {link['name']} run {r + 1}/{runs} {impl}: {res['mbit']:.0f} Mbit/s "
+                    f"cpu s/GB recv {res['cpu_recv_per_gb']:.2f} send {res['cpu_send_per_gb']:.2f} "
+                    f"stall {res['stall_ms']:.1f} ms")
+                results.append(res)
+    return results
+
+
+# ---------------------------------------------------------------- latency
+
+def run_latency(tools, impls, link, count, size, rounds, work):
+    out = []
+    rns, sns, rip = link["recv_ns"], link["send_ns"], link["recv_ip"]
+    for r in range(rounds):
+        order = impls[r % len(impls):] + impls[:r % len(impls)]
+        for impl in order:
+            port = free_port()
+            if impl == "rust":
+                srv = spawn([UTPBENCH, "pp-server", "--bind", f"{rip}:{port}"], ns=rns)
+                cli = [UTPBENCH, "pp-client", "--to", f"{rip}:{port}", "--count", str(count),
+                       "--size", str(size)]
+            else:
+                srv = spawn([tools[impl], "-l", str(port)], ns=rns, stderr=subprocess.DEVNULL)
+                cli = [tools[impl], rip, str(port), str(count), str(size)]
+            try:
+                wait_bound(port, rns, srv, impl)
+                argv = (["ip", "netns", "exec", sns] if sns else []) + cli
+                p = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+                if p.returncode != 0:
+                    raise FunctionalError(f"ping-pong {impl}: rc={p.returncode} {p.stderr.strip()}")
+                kvs = dict(l.split("=", 1) for l in p.stdout.split() if "=" in l)
+                res = {"impl": impl, "link": link["name"], "run": r, "size": size,
+                       **{k: float(v) for k, v in kvs.items()}}
+                log(f"latency {link['name']} {impl}: p50 {res['rtt_us_p50']:.1f} us "
+                    f"p99 {res['rtt_us_p99']:.1f} us")
+                out.append(res)
+            finally:
+                kill(srv)
+                srv.wait()
+    return out
+
+
+# ---------------------------------------------------------------- scale
+
+def run_scale(counts, total_bytes, work):
+    out = []
+    for n in counts:
+        rep = os.path.join(work, f"scale-{n}.txt")
+        p = subprocess.run(timed([UTPBENCH, "scale", "--conns", str(n), "--total-bytes",
+                                  str(total_bytes), "--report", rep, "--timeout", "120"],
+                                 os.path.join(work, f"scale-{n}.time")),
+                           capture_output=True, text=True, timeout=200)
+        kvs = parse_kv(rep)
+        if p.returncode != 0 or kvs.get("exact") != "yes":
+            raise FunctionalError(f"scale {n}: rc={p.returncode} {p.stderr.strip()[-300:]} {kvs}")
+        t = parse_time(os.path.join(work, f"scale-{n}.time"))
+        kvs["peak_rss_mb"] = t.get("rss_kb", 0) / 1024
+        log(f"scale {n}: {kvs['handshakes_per_s']} handshakes/s, {kvs['goodput_mbit']} Mbit/s, "
+            f"{kvs['mem_per_conn_bytes']} B/conn")
+        out.append(kvs)
+    return out
+
+
+# ---------------------------------------------------------------- testbed
+
+def setup_testbed(tag):
+    snd, rtr, rcv = f"{tag}-snd", f"{tag}-rtr", f"{tag}-rcv"
+    for n in (snd, rtr, rcv):
+        add_ns(n)
+    veth(f"{tag}s", snd, "eth0", "10.202.1.1", rtr, "eth0", "10.202.1.2")
+    veth(f"{tag}r", rtr, "eth1", "10.202.2.1", rcv, "eth0", "10.202.2.2")
+    sh("ip", "-n", snd, "route", "add", "default", "via", "10.202.1.2")
+    sh("ip", "-n", rcv, "route", "add", "default", "via", "10.202.2.1")
+    sh("ip", "netns", "exec", rtr, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+    # 20 Mbit/s, 1 s of buffer (2.5 MB) toward the receiver.
+    sh("ip", "netns", "exec", rtr, "tc", "qdisc", "add", "dev", "eth1", "root", "tbf",
+       "rate", f"{LINK_MBIT}mbit", "burst", "20kb", "limit", str(LINK_MBIT * 1000000 // 8))
+    return {"snd": snd, "rtr": rtr, "rcv": rcv, "rip": "10.202.2.2"}
+
+
+def start_flow(kind, tb, tools, d, name, secs, target_ms=None):
+    """Starts receiver + sender of one flow; returns (procs, logfile)."""
+    port = free_port()
+    lg = os.path.join(d, f"{name}.log")
+    rep = os.path.join(d, f"{name}.rep")
+    rip = tb["rip"]
+    procs = []
+    if kind == "ours":
+        extra = ["--target-ms", str(target_ms)] if target_ms else []
+        r = spawn([UTPBENCH, "utp-recv", "--bind", f"{rip}:{port}", "--log", lg, "--report", rep]
+                  + extra, ns=tb["rcv"])
+        wait_bound(port, tb["rcv"], r, "utp-recv")
+        s = spawn([UTPBENCH, "utp-send", "--to", f"{rip}:{port}", "--seconds", str(secs),
+                   "--report", rep + ".send"] + extra, ns=tb["snd"], stderr=subprocess.DEVNULL)
+        procs = [s, r]
+    elif kind == "libutp":
+        r = spawn([tools["ucat-real"], "-l", "-p", str(port)], ns=tb["rcv"], stdin=subprocess.PIPE,
+                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        sink = spawn([UTPBENCH, "sink", "--log", lg, "--report", rep], stdin=r.stdout)
+        r.stdout.close()
+        wait_bound(port, tb["rcv"], r, "ucat")
+        g = spawn([UTPBENCH, "gen", "--seconds", str(secs), "--hold"], ns=tb["snd"],
+                  stdout=subprocess.PIPE)
+        s = spawn([tools["ucat-real"], rip, str(port)], ns=tb["snd"], stdin=g.stdout,
+                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        g.stdout.close()
+        procs = [g, s, r, sink]
+    elif kind == "tcp":
+        r = spawn([UTPBENCH, "tcp-recv", "--bind", f"{rip}:{port}", "--log", lg, "--report", rep],
+                  ns=tb["rcv"])
+        time.sleep(0.2)
+        s = spawn([UTPBENCH, "tcp-send", "--to", f"{rip}:{port}", "--seconds", str(secs)],
+                  ns=tb["snd"])
+        procs = [s, r]
+    return procs, lg, rep
+
+
+def read_series(path):
+    pts = []
+    try:
+        with open(path) as f:
+            for line in f:
+                a = line.split()
+                if len(a) == 2:
+                    pts.append((int(a[0]) / 1e9, int(a[1])))
+    except OSError:
+        pass
+    return pts
+
+
+def rate_series(pts, t0, win=0.5):
+    """Goodput (Mbit/s) in `win`-second bins from cumulative byte samples."""
+    if len(pts) < 2:
+        return []
+    out = []
+    t = pts[0][0]
+    j = 0
+    end = pts[-1][0]
+    while t + win <= end + 1e-9:
+        # cumulative bytes at t and t+win (step interpolation on 100 ms samples)
+        def at(x):
+            nonlocal j
+            b = 0
+            for tt, bb in pts:
+                if tt <= x:
+                    b = bb
+                else:
+                    break
+            return b
+        out.append((t + win / 2 - t0, (at(t + win) - at(t)) * 8 / win / 1e6))
+        t += win
+    return out
+
+
+def run_scenario(tb, tools, work, name, flows, duration, base_rtt):
+    """flows: list of (label, kind, start_s, secs, target_ms)."""
+    d = os.path.join(work, "tb-" + name)
+    os.makedirs(d, exist_ok=True)
+    plog = os.path.join(d, "probe.log")
+    probe = spawn([UTPBENCH, "probe", "--to", f"{tb['rip']}:7", "--interval-ms", "50",
+                   "--seconds", str(duration + 1.5), "--log", plog], ns=tb["snd"])
+    time.sleep(1.0)  # idle probes first
+    t0 = time.time()
+    pending = sorted(flows, key=lambda x: x[2])
+    running = {}
+    while pending:
+        label, kind, start, secs, tgt = pending[0]
+        now = time.time() - t0
+        if now < start:
+            time.sleep(min(0.05, start - now))
+            continue
+        pending.pop(0)
+        running[label] = (kind, start) + start_flow(kind, tb, tools, d, label, secs, tgt)
+    rest = duration - (time.time() - t0)
+    if rest > 0:
+        time.sleep(rest)
+    time.sleep(1.5)  # drain the 1 s queue
+    for label, (kind, start, procs, lg, rep) in running.items():
+        if kind == "libutp":
+            g, s, r, sink = procs
+            kill(s)
+            kill(g)
+            kill(r)
+            reap(sink, 5)
+        else:
+            for p in procs:
+                reap(p, 8)
+    reap(probe, 10)
+    # ---- analysis
+    series = {}
+    for label, (kind, start, procs, lg, rep) in running.items():
+        pts = read_series(lg)
+        rp = parse_kv(rep)
+        if rp.get("exact") != "yes":
+            raise FunctionalError(f"testbed {name}/{label}: data not byte-exact or missing: {rp}")
+        series[label] = {"kind": kind, "start": start, "rate": rate_series(pts, t0), "pts": pts}
+    rtts = []
+    with open(plog) as f:
+        for line in f:
+            a = line.split()
+            ts, rtt = int(a[0]) / 1e9 - t0, int(a[1])
+            rtts.append((ts, rtt / 1000.0 if rtt >= 0 else None))
+    return {"name": name, "series": series, "rtts": rtts, "t0": t0, "duration": duration,
+            "base_rtt_ms": base_rtt}
+
+
+def pct(vals, p):
+    vals = sorted(vals)
+    if not vals:
+        return float("nan")
+    return vals[min(len(vals) - 1, int(round((len(vals) - 1) * p)))]
+
+
+def window_mean(rate, a, b):
+    v = [r for t, r in rate if a <= t <= b]
+    return sum(v) / len(v) if v else float("nan")
+
+
+def delay_stats(sc, a, b):
+    base = sc["base_rtt_ms"]
+    v = [r - base for t, r in sc["rtts"] if a <= t <= b and r is not None]
+    lost = sum(1 for t, r in sc["rtts"] if a <= t <= b and r is None)
+    return {"delay_p50_ms": pct(v, 0.5), "delay_p95_ms": pct(v, 0.95), "probe_loss": lost,
+            "probes": len(v) + lost}
+
+
+def base_rtt(tb):
+    d = tempfile.mkdtemp()
+    lg = os.path.join(d, "p")
+    subprocess.run(["ip", "netns", "exec", tb["snd"], UTPBENCH, "probe", "--to", f"{tb['rip']}:7",
+                    "--interval-ms", "20", "--seconds", "1", "--log", lg], timeout=30, check=True)
+    v = [int(l.split()[1]) / 1000 for l in open(lg) if int(l.split()[1]) >= 0]
+    shutil.rmtree(d)
+    if not v:
+        raise FunctionalError("testbed: latency probe got no answers")
+    return min(v)
+
+
+def run_testbed(tools, work, smoke, tag):
+    tb = setup_testbed(tag)
+    echo = spawn([UTPBENCH, "echo", "--bind", f"{tb['rip']}:7"], ns=tb["rcv"])
+    time.sleep(0.2)
+    base = base_rtt(tb)
+    log(f"testbed: idle RTT {base:.3f} ms")
+    out = []
+    if smoke:
+        plan = [("ours-alone", [("ours", "ours", 0, 2, None)], 2),
+                ("libutp-alone", [("libutp", "libutp", 0, 2, None)], 2),
+                ("tcp-alone", [("tcp", "tcp", 0, 2, None)], 2)]
+    else:
+        f = float(os.environ.get("BENCH_TB_SCALE", "1"))  # < 1 only to test the harness
+        A, C, T, W = 20 * f, 45 * f, 15 * f, 30 * f
+        plan = [
+            ("ours-alone", [("ours", "ours", 0, A, None)], A),
+            ("libutp-alone", [("libutp", "libutp", 0, A, None)], A),
+            ("tcp-alone", [("tcp", "tcp", 0, A, None)], A),
+            ("ours+tcp", [("ours", "ours", 0, C, None), ("tcp", "tcp", T, T, None)], C),
+            ("two-ours", [("ours-1", "ours", 0, W, None), ("ours-2", "ours", 5 * f, W - 5 * f, None)], W),
+            ("two-libutp", [("libutp-1", "libutp", 0, W, None), ("libutp-2", "libutp", 5 * f, W - 5 * f, None)], W),
+            ("ours-alone-25ms", [("ours", "ours", 0, A, 25)], A),
+            ("ours+tcp-25ms", [("ours", "ours", 0, C, 25), ("tcp", "tcp", T, T, None)], C),
+        ]
+    for name, flows, dur in plan:
+        log(f"testbed scenario {name} ({dur} s)")
+        sc = run_scenario(tb, tools, work, name, flows, dur, base)
+        summarize_scenario(sc, flows)
+        log(f"testbed {name}: " + json.dumps(sc["summary"]))
+        out.append(sc)
+    kill(echo)
+    return out, base
+
+
+def summarize_scenario(sc, flows):
+    s = {}
+    dur = sc["duration"]
+    labels = [f[0] for f in flows]
+    if len(flows) == 1:
+        label = labels[0]
+        a, b = (2.0 if dur >= 10 else 0.5), dur  # skip the start (slow start)
+        mb = window_mean(sc["series"][label]["rate"], a, b)
+        s.update(goodput_mbit=mb, link_use=mb / LINK_MBIT, **delay_stats(sc, a, b))
+    elif "tcp" in labels:
+        ours = sc["series"]["ours"]["rate"]
+        tcp = sc["series"]["tcp"]["rate"]
+        tstart = [f for f in flows if f[0] == "tcp"][0][2]
+        tend = tstart + [f for f in flows if f[0] == "tcp"][0][3]
+        before = window_mean(ours, 3.0, tstart)
+        s["ours_before_mbit"] = before
+        s["ours_during_mbit"] = window_mean(ours, tstart + 3, tend)
+        s["tcp_during_mbit"] = window_mean(tcp, tstart + 3, tend)
+        s["ours_after_mbit"] = window_mean(ours, tend + 4, dur)
+        tot = s["ours_during_mbit"] + s["tcp_during_mbit"]
+        s["ours_share"] = s["ours_during_mbit"] / tot if tot else float("nan")
+        # Yield: first 0.5 s bin after TCP starts where ours < 25 % of its level before.
+        s["yield_s"] = next((t - tstart for t, r in ours if t > tstart and r < 0.25 * before), None)
+        # TCP's last byte arrives when its cumulative count stops growing.
+        pts = sc["series"]["tcp"]["pts"]
+        last = pts[-1][1] if pts else 0
+        tcp_done = next((t - sc["t0"] for t, b in pts if b >= last), tend)
+        s["tcp_last_byte_s"] = tcp_done
+        # Recovery: first bin after TCP's last byte where ours >= 80 % of before.
+        s["recover_s"] = next((t - tcp_done for t, r in ours if t > tcp_done and r >= 0.8 * before),
+                              None)
+        s.update(delay_stats(sc, tstart + 3, tend))
+        s["delay_before_p50_ms"] = delay_stats(sc, 3.0, tstart)["delay_p50_ms"]
+    else:  # two of ours
+        r1, r2 = sc["series"][labels[0]]["rate"], sc["series"][labels[1]]["rate"]
+        st2 = flows[1][2]
+        a, b = st2 + 5, dur
+        x1, x2 = window_mean(r1, a, b), window_mean(r2, a, b)
+        s.update(flow1_mbit=x1, flow2_mbit=x2, total_mbit=x1 + x2,
+                 jain=(x1 + x2) ** 2 / (2 * (x1 * x1 + x2 * x2)) if x1 + x2 else float("nan"),
+                 **delay_stats(sc, a, b))
+    sc["summary"] = s
+
+
+# ---------------------------------------------------------------- plots
+
+def ensure_matplotlib():
+    try:
+        import matplotlib  # noqa
+        return True
+    except ImportError:
+        log("installing matplotlib (pip install matplotlib)")
+        r = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "matplotlib"])
+        if r.returncode != 0:
+            return False
+        import importlib
+        importlib.invalidate_caches()
+        return True
+
+
+def plot_all(results, outdir):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    os.makedirs(outdir, exist_ok=True)
+    files = []
+    names = {"rust": "ours (Rust API)", "ucat-ours": "ucat.c on our libutp",
+             "ucat-real": "real libutp ucat"}
+    colors = {"rust": "#1f77b4", "ucat-ours": "#2ca02c", "ucat-real": "#d62728"}
+    # Bulk goodput bars with min-max whiskers.
+    bulk = results.get("bulk", [])
+    if bulk:
+        links = sorted({r["link"] for r in bulk}, key=lambda x: (x != "loopback", x))
+        impls = [i for i in ["rust", "ucat-ours", "ucat-real"] if any(r["impl"] == i for r in bulk)]
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+        for ax, metric, ylabel in ((axes[0], "mbit", "goodput (Mbit/s, log scale)"),
+                                   (axes[1], "cpu_total_per_gb", "CPU s per GB (send+recv)")):
+            w = 0.8 / len(impls)
+            for k, impl in enumerate(impls):
+                meds, lo, hi = [], [], []
+                for link in links:
+                    v = [(r["cpu_recv_per_gb"] + r["cpu_send_per_gb"]) if metric == "cpu_total_per_gb"
+                         else r[metric] for r in bulk if r["impl"] == impl and r["link"] == link]
+                    m, a, b = median_spread(v)
+                    meds.append(m); lo.append(m - a); hi.append(b - m)
+                xs = [i + (k - (len(impls) - 1) / 2) * w for i in range(len(links))]
+                ax.bar(xs, meds, w, yerr=[lo, hi], capsize=4, label=names[impl], color=colors[impl])
+                for x, m in zip(xs, meds):
+                    ax.annotate(f"{m:.0f}" if metric == "mbit" else f"{m:.2f}", (x, m),
+                                ha="center", va="bottom", fontsize=8, xytext=(0, 2),
+                                textcoords="offset points")
+            ax.set_xticks(range(len(links)))
+            ax.set_xticklabels(links)
+            ax.set_ylabel(ylabel)
+            if metric == "mbit":
+                ax.set_yscale("log")
+            ax.grid(axis="y", alpha=0.3)
+        n = len({r["run"] for r in bulk})
+        fig.suptitle(f"Bulk one-way transfer, {bulk[0]['bytes'] / 2**20:.0f} MiB, median of {n} "
+                     f"alternating runs (whiskers: min-max)")
+        axes[0].legend(fontsize=8, loc="lower left")
+        fig.tight_layout()
+        p = os.path.join(outdir, "bulk-goodput.png")
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        files.append(p)
+    lat = results.get("latency", [])
+    if lat:
+        fig, ax = plt.subplots(figsize=(7, 3.8))
+        impls = [i for i in ["rust", "pp-ours", "pp-real"] if any(r["impl"] == i for r in lat)]
+        lnames = {"rust": "ours (Rust API)", "pp-ours": "C API on our libutp",
+                  "pp-real": "real libutp"}
+        lcol = {"rust": colors["rust"], "pp-ours": colors["ucat-ours"], "pp-real": colors["ucat-real"]}
+        links = sorted({r["link"] for r in lat}, key=lambda x: (x != "loopback", x))
+        w = 0.8 / len(impls)
+        for k, impl in enumerate(impls):
+            med = [statistics.median([r["rtt_us_p50"] for r in lat if r["impl"] == impl and r["link"] == l])
+                   for l in links]
+            p99 = [statistics.median([r["rtt_us_p99"] for r in lat if r["impl"] == impl and r["link"] == l])
+                   for l in links]
+            xs = [i + (k - (len(impls) - 1) / 2) * w for i in range(len(links))]
+            ax.bar(xs, med, w, label=lnames[impl], color=lcol[impl])
+            ax.scatter(xs, p99, marker="_", s=200, color="black")
+            for x, m in zip(xs, med):
+                ax.annotate(f"{m:.0f}", (x, m), ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(range(len(links)))
+        ax.set_xticklabels(links)
+        ax.set_ylabel("round trip (µs): bar = median, dash = p99")
+        ax.set_title(f"Ping-pong, {lat[0]['size']:.0f}-byte messages")
+        ax.legend(fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        fig.tight_layout()
+        p = os.path.join(outdir, "latency.png")
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        files.append(p)
+    tbs = results.get("testbed", [])
+    if tbs:
+        fig, axes = plt.subplots(len(tbs), 2, figsize=(13, 2.6 * len(tbs)), squeeze=False)
+        fcol = {"ours": "#1f77b4", "ours-1": "#1f77b4", "ours-2": "#ff7f0e", "tcp": "#7f7f7f",
+                "libutp": "#d62728", "libutp-1": "#d62728", "libutp-2": "#9467bd"}
+        for i, sc in enumerate(tbs):
+            a1, a2 = axes[i]
+            for label, s in sc["series"].items():
+                xs = [t for t, r in s["rate"]]
+                ys = [r for t, r in s["rate"]]
+                a1.plot(xs, ys, label=label, color=fcol.get(label), lw=1.3)
+            a1.axhline(LINK_MBIT, color="k", ls=":", lw=0.8)
+            a1.set_ylim(0, LINK_MBIT * 1.25)
+            a1.set_xlim(-1, sc["duration"] + 1.5)
+            a1.set_ylabel("Mbit/s")
+            a1.set_title(f"{sc['name']}: goodput (0.5 s bins)", fontsize=9)
+            a1.legend(fontsize=7, loc="upper right")
+            xs = [t for t, r in sc["rtts"] if r is not None]
+            ys = [r - sc["base_rtt_ms"] for t, r in sc["rtts"] if r is not None]
+            a2.plot(xs, ys, ".", ms=2, color="#9467bd")
+            tgt = 25 if "25ms" in sc["name"] else 100
+            if "tcp-alone" not in sc["name"] and "libutp" not in sc["name"]:
+                a2.axhline(tgt, color="g", ls="--", lw=0.8, label=f"ours' target {tgt} ms")
+                a2.legend(fontsize=7, loc="upper right")
+            a2.set_xlim(-1, sc["duration"] + 1.5)
+            a2.set_ylim(0, max([150] + ys) * 1.1 if ys else 150)
+            a2.set_ylabel("added delay (ms)")
+            a2.set_title(f"{sc['name']}: queueing delay (50 ms UDP probe RTT − idle RTT)", fontsize=9)
+        for ax in axes[-1]:
+            ax.set_xlabel("time (s)")
+        fig.tight_layout()
+        p = os.path.join(outdir, "testbed.png")
+        fig.savefig(p, dpi=90)
+        plt.close(fig)
+        files.append(p)
+    return files
+
+
+# ---------------------------------------------------------------- report
+
+def machine():
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = "?"
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 2**20:.1f} GiB"
+    load = open("/proc/loadavg").read().split()[:3]
+    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(), "mem": mem,
+            "loadavg_start": " ".join(load),
+            "rustc": subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()}
+
+
+def fmt(x, nd=1):
+    if x is None:
+        return "n/a"
+    if isinstance(x, float) and x != x:
+        return "n/a"
+    return f"{x:.{nd}f}"
+
+
+def bulk_table(bulk):
+    rows = []
+    links = sorted({r["link"] for r in bulk}, key=lambda x: (x != "loopback", x))
+    for link in links:
+        for impl in ["rust", "ucat-ours", "ucat-real"]:
+            rs = [r for r in bulk if r["impl"] == impl and r["link"] == link]
+            if not rs:
+                continue
+            g = median_spread([r["mbit"] for r in rs])
+            cr = median_spread([r["cpu_recv_per_gb"] for r in rs])
+            cs = median_spread([r["cpu_send_per_gb"] for r in rs])
+            mr = median_spread([r["rss_recv_mb"] for r in rs])
+            ms = median_spread([r["rss_send_mb"] for r in rs])
+            st = median_spread([r["stall_ms"] for r in rs])
+            rows.append((link, impl, len(rs), g, cs, cr, ms, mr, st))
+    return rows
+
+
+IMPL_NAMES = {"rust": "ours, Rust API", "ucat-ours": "ours, upstream ucat.c on our libutp",
+              "ucat-real": "real libutp, upstream ucat", "pp-ours": "ours, C API (utp-ffi)",
+              "pp-real": "real libutp, C API"}
+
+
+def print_summary(res):
+    print("\n== bulk (median [min-max]) ==")
+    print(f"{'link':9} {'impl':10} {'n':>2} {'Mbit/s':>22} {'CPU s/GB snd':>13} {'CPU s/GB rcv':>13} "
+          f"{'RSS MB s/r':>11} {'stall ms':>9}")
+    for link, impl, n, g, cs, cr, ms, mr, st in bulk_table(res.get("bulk", [])):
+        print(f"{link:9} {impl:10} {n:2d} {fmt(g[0]):>8} [{fmt(g[1])}-{fmt(g[2])}] {fmt(cs[0], 2):>13} "
+              f"{fmt(cr[0], 2):>13} {fmt(ms[0])}/{fmt(mr[0]):>5} {fmt(st[0]):>9}")
+    print("== latency (ping-pong RTT, median of runs) ==")
+    for link in sorted({r["link"] for r in res.get("latency", [])}):
+        for impl in ["rust", "pp-ours", "pp-real"]:
+            rs = [r for r in res["latency"] if r["impl"] == impl and r["link"] == link]
+            if rs:
+                print(f"{link:9} {impl:8} p50 {statistics.median(r['rtt_us_p50'] for r in rs):8.1f} us"
+                      f"  p99 {statistics.median(r['rtt_us_p99'] for r in rs):8.1f} us")
+    print("== scale (one context per side) ==")
+    for s in res.get("scale", []):
+        print(f"conns {s['conns']:>6}: {s['handshakes_per_s']:>9} hs/s  {s['goodput_mbit']:>7} Mbit/s  "
+              f"{s['mem_per_conn_bytes']:>7} B/conn  io-cpu srv {s['io_cpu_xfer_server_s']} s")
+    print("== testbed ==")
+    for sc in res.get("testbed", []):
+        print(f"{sc['name']:16} " + " ".join(f"{k}={fmt(v, 2) if isinstance(v, float) else v}"
+                                                 for k, v in sc["summary"].items()))
+
+
+def write_markdown(res, path, cmd, plots):
+    m = res["machine"]
+    L = []
+    L.append("# Benchmarks: ours against real libutp\n")
+    L.append("Generated by `bench/run.sh --full` (see `bench/README.md` for the method). "
+             "Every number below comes from the run described here; nothing is estimated.\n")
+    L.append("## Run\n")
+    L.append(f"- Date: {res['date']} (local), duration {res['elapsed_s'] / 60:.1f} min")
+    L.append(f"- Command: `{cmd}`")
+    L.append(f"- Settings: {res['settings']}")
+    L.append(f"- Machine: {m['nproc']} CPUs, {m['cpu']}, {m['mem']} RAM, Linux {m['kernel']}, {m['rustc']}")
+    L.append(f"- Load average at start: {m['loadavg_start']}; at end: {res.get('loadavg_end', '?')}. "
+             "The machine has 2 cores and is shared: other builds may have been running, so "
+             "compare only the columns of one run (ours and libutp were measured alternately, "
+             "run by run, never in separate sessions).")
+    L.append(f"- Our C ABI (utp-ffi) column: {res['tools'].get('ffi')}")
+    L.append("")
+    bulk = res.get("bulk", [])
+    if bulk:
+        L.append("## 1. Bulk transfer (one way)\n")
+        n = len({r['run'] for r in bulk})
+        L.append(f"{bulk[0]['bytes'] / 2**20:.0f} MiB per transfer, {n} runs of each implementation per link, "
+                 "alternating (the order rotates every run). Median, with [min–max] over the runs. "
+                 "Goodput = bytes / (receiver got the last byte − sender started, handshake included). "
+                 "CPU = user+system seconds of the uTP process only (GNU `time -v`), per GB (10^9 B). "
+                 "Peak RSS from `time -v`. Longest stall = longest gap between two reads at the receiver.\n")
+        L.append("| link | implementation | Mbit/s | CPU s/GB sender | CPU s/GB receiver | peak RSS MB snd / rcv | longest stall ms |")
+        L.append("|---|---|---|---|---|---|---|")
+        for link, impl, n, g, cs, cr, ms, mr, st in bulk_table(bulk):
+            L.append(f"| {link} | {IMPL_NAMES[impl]} | **{fmt(g[0])}** [{fmt(g[1])}–{fmt(g[2])}] | "
+                     f"{fmt(cs[0], 2)} [{fmt(cs[1], 2)}–{fmt(cs[2], 2)}] | {fmt(cr[0], 2)} [{fmt(cr[1], 2)}–{fmt(cr[2], 2)}] | "
+                     f"{fmt(ms[0])} / {fmt(mr[0])} | {fmt(st[0])} [{fmt(st[1])}–{fmt(st[2])}] |")
+        L.append("")
+        rat = []
+        for link in sorted({r["link"] for r in bulk}):
+            def med(impl, f):
+                v = [f(r) for r in bulk if r["impl"] == impl and r["link"] == link]
+                return statistics.median(v) if v else None
+            real = med("ucat-real", lambda r: r["mbit"])
+            for impl in ("rust", "ucat-ours"):
+                ours = med(impl, lambda r: r["mbit"])
+                if ours and real:
+                    c_o = med(impl, lambda r: r["cpu_recv_per_gb"] + r["cpu_send_per_gb"])
+                    c_r = med("ucat-real", lambda r: r["cpu_recv_per_gb"] + r["cpu_send_per_gb"])
+                    rat.append(f"- {link}, {IMPL_NAMES[impl]} vs real libutp: goodput ×{ours / real:.1f}, "
+                               f"CPU per GB (both sides) ×{c_o / c_r:.2f}")
+        L.extend(rat)
+        L.append("\n![bulk goodput](bench/plots/bulk-goodput.png)\n")
+    lat = res.get("latency", [])
+    if lat:
+        L.append("## 2. Latency: ping-pong\n")
+        L.append(f"{int(lat[0]['count'])} round trips of {int(lat[0]['size'])}-byte messages per run "
+                 "(after 10 % warm-up), on one connection; the runs alternate. Median over runs of each run's percentile.\n")
+        L.append("| link | implementation | runs | RTT p50 µs | p90 µs | p99 µs | max µs |")
+        L.append("|---|---|---|---|---|---|---|")
+        for link in sorted({r["link"] for r in lat}, key=lambda x: (x != "loopback", x)):
+            for impl in ["rust", "pp-ours", "pp-real"]:
+                rs = [r for r in lat if r["impl"] == impl and r["link"] == link]
+                if rs:
+                    md = lambda k: statistics.median(r[k] for r in rs)
+                    L.append(f"| {link} | {IMPL_NAMES[impl]} | {len(rs)} | **{md('rtt_us_p50'):.1f}** | "
+                             f"{md('rtt_us_p90'):.1f} | {md('rtt_us_p99'):.1f} | {md('rtt_us_max'):.1f} |")
+        L.append("\nThe Rust-API program uses the threaded runtime (user thread ↔ I/O thread hand-off on "
+                 "each message); the C programs run libutp's caller-driven event loop in one thread.\n")
+        L.append("![latency](bench/plots/latency.png)\n")
+    sc = res.get("scale", [])
+    if sc:
+        L.append("## 3. Scale: many connections in one context\n")
+        L.append("One process, two contexts on 127.0.0.1 (a client context and a server context, one I/O thread each). "
+                 f"N connections are opened from {sc[0]['connect_threads']} threads with blocking `connect` "
+                 "(handshakes/s = N / time until all are connected and accepted); then every connection "
+                 "sends its share of the data at once (non-blocking round-robin on 4 threads per side). "
+                 "Memory per connection = RSS growth / (2 N) (each connection has two ends in this process). "
+                 "I/O-thread CPU read from /proc/self/task/<tid>/stat (10 ms resolution). "
+                 "Limits raised for the test: backlog, max_half_open = N + 16.\n")
+        L.append("| connections | handshakes/s | bytes/conn | aggregate Mbit/s | memory/conn established | memory/conn after transfer | I/O CPU s handshakes srv/cli | I/O CPU s transfer srv/cli | peak RSS MB |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
+        for s in sc:
+            L.append(f"| {s['conns']} | {float(s['handshakes_per_s']):.0f} | {s['bytes_per_conn']} | "
+                     f"{s['goodput_mbit']} | {int(s['mem_per_conn_bytes']) / 1024:.1f} KiB | "
+                     f"{int(s['mem_per_conn_after_xfer_bytes']) / 1024:.1f} KiB | "
+                     f"{s['io_cpu_handshake_server_s']} / {s['io_cpu_handshake_client_s']} | "
+                     f"{s['io_cpu_xfer_server_s']} / {s['io_cpu_xfer_client_s']} | {s['peak_rss_mb']:.0f} |")
+        L.append("")
+    tbs = res.get("testbed", [])
+    if tbs:
+        L.append("## 4. LEDBAT testbed\n")
+        L.append(f"Namespaces sender → router → receiver joined by veth pairs (MTU 1500). On the router's "
+                 f"interface toward the receiver: `tc qdisc add dev eth1 root tbf rate {LINK_MBIT}mbit burst 20kb "
+                 f"limit 2500000` (1 s of buffer at {LINK_MBIT} Mbit/s). No netem. A UDP echo probe "
+                 "(64 bytes, every 50 ms) runs from the sender namespace to the receiver namespace through "
+                 f"the same queue; added delay = probe RTT − idle RTT ({res['testbed_base_rtt_ms']:.3f} ms). "
+                 "Goodput is measured at the receiver (application bytes, 0.5 s bins). "
+                 "ours = Rust API, LEDBAT, target 100 ms unless noted; libutp = real ucat (target 100 ms); "
+                 "TCP = Linux default congestion control "
+                 f"({open('/proc/sys/net/ipv4/tcp_congestion_control').read().strip()}).\n")
+        L.append("### Alone (steady state, from t = 2 s)\n")
+        L.append("| flow | goodput Mbit/s | link use | added delay p50 ms | p95 ms | probes lost |")
+        L.append("|---|---|---|---|---|---|")
+        for s in tbs:
+            if s["name"].endswith("alone") or s["name"].endswith("alone-25ms"):
+                x = s["summary"]
+                L.append(f"| {s['name']} | {fmt(x['goodput_mbit'], 2)} | {x['link_use'] * 100:.0f} % | "
+                         f"{fmt(x['delay_p50_ms'])} | {fmt(x['delay_p95_ms'])} | {x['probe_loss']}/{x['probes']} |")
+        L.append("\n### Ours with a TCP flow started halfway and stopped\n")
+        L.append("ours runs 0–45 s, TCP 15–30 s. Share = mean goodput over 18–30 s. "
+                 "Yield time = from TCP's start to the first 0.5 s bin where ours is below 25 % of its "
+                 "rate before TCP. Recovery time = from TCP's last byte arriving to the first bin where ours "
+                 "is back at ≥ 80 % of its rate before TCP.\n")
+        L.append("| scenario | ours before | ours during | TCP during | ours' share | yield s | recover s | ours after | delay p50 / p95 during TCP ms | delay p50 before TCP ms |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|")
+        for s in tbs:
+            if "+tcp" in s["name"]:
+                x = s["summary"]
+                L.append(f"| {s['name']} | {fmt(x['ours_before_mbit'], 2)} | {fmt(x['ours_during_mbit'], 2)} | "
+                         f"{fmt(x['tcp_during_mbit'], 2)} | {x['ours_share'] * 100:.1f} % | {fmt(x['yield_s'], 2)} | "
+                         f"{fmt(x['recover_s'], 2)} | {fmt(x['ours_after_mbit'], 2)} | "
+                         f"{fmt(x['delay_p50_ms'])} / {fmt(x['delay_p95_ms'])} | {fmt(x['delay_before_p50_ms'])} |")
+        two = [s for s in tbs if s["name"].startswith("two-")]
+        if two:
+            L.append("\n### Two flows of the same kind (fairness)\n")
+            L.append("Flow 1 runs 0–30 s, flow 2 (the latecomer) 5–30 s; means over 10–30 s.\n")
+            L.append("| scenario | flow 1 Mbit/s | flow 2 Mbit/s | total | Jain's index | delay p50 / p95 ms |")
+            L.append("|---|---|---|---|---|---|")
+            for s in two:
+                x = s["summary"]
+                L.append(f"| {s['name']} | {fmt(x['flow1_mbit'], 2)} | {fmt(x['flow2_mbit'], 2)} | {fmt(x['total_mbit'], 2)} | "
+                         f"{fmt(x['jain'], 3)} | {fmt(x['delay_p50_ms'])} / {fmt(x['delay_p95_ms'])} |")
+        L.append("\n![testbed](bench/plots/testbed.png)\n")
+    if res.get("notes"):
+        L.append("## Notes\n")
+        L.extend(res["notes"])
+    with open(path, "w") as f:
+        f.write("\n".join(L) + "\n")
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--full", action="store_true")
+    ap.add_argument("--cmd", default="bench/run.sh")
+    a = ap.parse_args()
+    smoke = not a.full
+    env = os.environ
+    t_start = time.time()
+    work = tempfile.mkdtemp(prefix="utp-bench-")
+    res = {"mode": "smoke" if smoke else "full", "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+           "machine": machine(), "notes": []}
+    rc = 0
+    try:
+        tools = build(need_ffi=True)
+        res["tools"] = {"ffi": tools["ffi"]}
+        impls = ["rust"] + (["ucat-ours"] if "ucat-ours" in tools else []) + ["ucat-real"]
+        pp_impls = ["rust"] + (["pp-ours"] if "pp-ours" in tools else []) + ["pp-real"]
+        netns_ok = can_netns()
+        if smoke:
+            mb, runs, lat_n, lat_rounds, counts, scale_bytes = 8, 1, 300, 1, [1, 100], 4 << 20
+        else:
+            mb = int(env.get("BENCH_BULK_MB", 256))
+            runs = int(env.get("BENCH_RUNS", 5))
+            lat_n, lat_rounds = 2000, 3
+            counts = [int(x) for x in env.get("BENCH_SCALE", "1,100,1000,10000").split(",")]
+            scale_bytes = 64 << 20
+        res["settings"] = (f"bulk {mb} MiB x {runs} runs per implementation and link; ping-pong "
+                           f"{lat_n} x 64 B x {lat_rounds} runs; scale {counts} with "
+                           f"{scale_bytes >> 20} MiB in total")
+        links = [{"name": "loopback", "recv_ns": None, "send_ns": None, "recv_ip": "127.0.0.1"}]
+        tag = f"ub{os.getpid() % 100000}"
+        if netns_ok:
+            add_ns(f"{tag}-a")
+            add_ns(f"{tag}-b")
+            veth(f"{tag}v", f"{tag}-a", "eth0", "10.201.0.1", f"{tag}-b", "eth0", "10.201.0.2", 1500)
+            links.append({"name": "veth", "recv_ns": f"{tag}-b", "send_ns": f"{tag}-a",
+                          "recv_ip": "10.201.0.2"})
+        else:
+            res["notes"].append("- veth and testbed skipped: no root / `ip netns` not available.")
+            log("no network namespaces (not root?): veth and testbed are skipped")
+        timeout = 30 if smoke else max(120, mb * 2)
+        res["bulk"] = run_bulk(tools, impls, links, mb << 20, runs, work, timeout)
+        res["latency"] = []
+        for link in (links[:1] if smoke else links):
+            res["latency"] += run_latency(tools, pp_impls, link, lat_n, 64, lat_rounds, work)
+        res["scale"] = run_scale(counts, scale_bytes, work)
+        if netns_ok:
+            res["testbed"], res["testbed_base_rtt_ms"] = run_testbed(tools, work, smoke, tag)
+        res["elapsed_s"] = time.time() - t_start
+        res["loadavg_end"] = " ".join(open("/proc/loadavg").read().split()[:3])
+        print_summary(res)
+        if not smoke:
+            outdir = os.path.join(ROOT, "bench", "plots")
+            plots = []
+            if ensure_matplotlib():
+                plots = plot_all(res, outdir)
+            else:
+                res["notes"].append("- matplotlib could not be installed: no plots.")
+            os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
+            slim = dict(res)
+            slim["testbed"] = [{k: v for k, v in sc.items() if k != "series"} |
+                               {"series": {l: {"kind": s["kind"], "start": s["start"], "rate": s["rate"]}
+                                           for l, s in sc["series"].items()}}
+                               for sc in res.get("testbed", [])]
+            with open(os.path.join(ROOT, "bench", "results", "latest.json"), "w") as f:
+                json.dump(slim, f, indent=1)
+            write_markdown(res, env.get("BENCH_MD", os.path.join(ROOT, "BENCHMARKS.md")), a.cmd, plots)
+            log("wrote BENCHMARKS.md, bench/results/latest.json and", ", ".join(plots))
+        print(f"\nbench: {'smoke' if smoke else 'full'} run OK in {time.time() - t_start:.0f} s")
+    except FunctionalError as e:
+        print(f"bench: FAILED: {e}", file=sys.stderr)
+        rc = 1
+    except subprocess.TimeoutExpired as e:
+        print(f"bench: FAILED (timeout): {e}", file=sys.stderr)
+        rc = 1
+    finally:
+        cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+    return rc
+
+
+if __name__ == "__main__":
+    def _sig(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, _sig)
+    signal.signal(signal.SIGINT, _sig)
+    sys.exit(main())
