@@ -43,6 +43,8 @@ pub const REORDER_LIMIT: u16 = 1023;
 pub const MAX_PACKETS_IN_FLIGHT: usize = 1000;
 /// Duplicate ACKs (or later packets selectively acked) that mark a packet lost.
 pub const DUP_ACK_THRESHOLD: u32 = 3;
+/// Shortest tail-loss probe timeout (the probe fires after 2·SRTT of silence).
+pub const TLP_MIN_US: u64 = 10_000;
 /// Longest interval between zero-window probes.
 pub const MAX_PROBE_INTERVAL_US: u64 = 30_000_000;
 /// How long a closed connection lingers to re-acknowledge a retransmitted FIN.
@@ -128,6 +130,10 @@ pub struct Connection {
     handshake_started_us: u64,
     /// Zero-window probe timer.
     probe_deadline: Option<u64>,
+    /// Tail-loss probe timer (about two RTTs without any ACK), and whether
+    /// this flight was already probed.
+    tlp_deadline: Option<u64>,
+    tlp_sent: bool,
     /// Probes sent into the current closed window (the interval doubles).
     probes: u32,
     /// Last time anything was sent (keep-alive) or received.
@@ -198,6 +204,8 @@ impl Connection {
             rto_backoff: 0,
             handshake_started_us: now_us,
             probe_deadline: None,
+            tlp_deadline: None,
+            tlp_sent: false,
             probes: 0,
             last_send_us: now_us,
             last_cwnd_limited_us: None,
@@ -355,6 +363,7 @@ impl Connection {
         }
         consider(self.rto_deadline);
         consider(self.probe_deadline);
+        consider(self.tlp_deadline);
         consider(self.linger_deadline);
         t
     }
@@ -665,6 +674,8 @@ impl Connection {
 
         if acked.packets > 0 {
             self.consecutive_timeouts = 0;
+            self.tlp_sent = false;
+            self.tlp_deadline = None;
             if acked.min_rtt_us.is_some() {
                 self.rto_backoff = 0;
             }
@@ -706,10 +717,9 @@ impl Connection {
         // Loss detection: three duplicate ACKs, or three later packets selectively acked.
         let mut lost = self.send.detect_sack_losses(DUP_ACK_THRESHOLD);
         if let Some(latest) = acked.latest_sent_at_us {
+            // A quarter RTT of reordering is tolerated before time says "lost".
             let reorder_window = self.rtt.srtt_us().map_or(10_000, |r| r / 4);
-            lost |= self
-                .send
-                .detect_lost_retransmissions(latest, reorder_window);
+            lost |= self.send.detect_lost_by_time(latest, reorder_window);
         }
         if self.dup_acks >= DUP_ACK_THRESHOLD {
             self.dup_acks = 0;
@@ -833,6 +843,12 @@ impl Connection {
             self.finish(io);
             return;
         }
+        if self.tlp_deadline.is_some_and(|d| now >= d) {
+            self.tlp_deadline = None;
+            if !self.tlp_sent && self.send.probe_oldest() {
+                self.tlp_sent = true;
+            }
+        }
         if self.rto_deadline.is_some_and(|d| now >= d) {
             self.on_rto(io);
             if matches!(self.state, State::Failed(_) | State::Dead) {
@@ -864,6 +880,7 @@ impl Connection {
             return;
         }
         self.cc.on_timeout(now);
+        self.tlp_deadline = None;
         self.send.mark_all_lost();
         self.rto_deadline = Some(now + self.current_rto());
         // The oldest packet goes out now whatever the window says.
@@ -910,6 +927,16 @@ impl Connection {
                     break;
                 }
                 send::Next::Nothing => break,
+            }
+        }
+        if self.send.packets_in_flight() == 0 {
+            self.tlp_deadline = None;
+        } else if self.tlp_deadline.is_none() && !self.tlp_sent && self.state == State::Connected {
+            if let Some(srtt) = self.rtt.srtt_us() {
+                let pto = (2 * srtt).max(TLP_MIN_US);
+                if self.rto_deadline.is_none_or(|r| io.now_us + pto < r) {
+                    self.tlp_deadline = Some(io.now_us + pto);
+                }
             }
         }
         if self.rto_deadline.is_none() && self.send.packets_in_flight() > 0 {

@@ -332,11 +332,17 @@ impl SendBuffer {
         let note = |p: &OutPacket, acked: &mut Acked| {
             acked.packets += 1;
             acked.bytes += p.payload.len();
-            acked.latest_sent_at_us = Some(
-                acked
-                    .latest_sent_at_us
-                    .map_or(p.sent_at_us, |t| t.max(p.sent_at_us)),
-            );
+            // Only a packet sent once says for sure when the delivered copy
+            // left: the ACK of a resent packet may be for the original (uTP
+            // has no timestamp echo to tell), and after an RTT jump reading it
+            // as the resend's ACK would declare everything older lost.
+            if p.transmissions == 1 {
+                acked.latest_sent_at_us = Some(
+                    acked
+                        .latest_sent_at_us
+                        .map_or(p.sent_at_us, |t| t.max(p.sent_at_us)),
+                );
+            }
             if p.transmissions == 1 {
                 let rtt = now_us.saturating_sub(p.sent_at_us);
                 acked.min_rtt_us = Some(acked.min_rtt_us.map_or(rtt, |m| m.min(rtt)));
@@ -430,30 +436,56 @@ impl SendBuffer {
         any
     }
 
-    /// A retransmission is lost too when a packet sent more than
-    /// `reorder_window_us` after it has been acknowledged (the idea of RACK,
-    /// RFC 8985). Without this a lost retransmission waits for the timeout.
-    pub fn detect_lost_retransmissions(
+    /// Time-based loss detection (RACK, RFC 8985): a packet is lost when a
+    /// packet sent more than `reorder_window_us` after it has been
+    /// acknowledged. This catches lost retransmissions and losses beyond the
+    /// reach of the peer's SACK (libutp's covers only 32 packets), which the
+    /// duplicate-ACK rules cannot see.
+    pub fn detect_lost_by_time(
         &mut self,
         latest_acked_sent_at_us: u64,
         reorder_window_us: u64,
     ) -> bool {
-        if self.sacked_count == 0 {
-            return false;
-        }
         let mut any = false;
         for idx in 0..self.packets.len() {
             let p = &self.packets[idx];
-            if p.fast_resent
-                && p.transmissions > 1
-                && !p.sacked
-                && !p.need_resend
-                && p.sent_at_us + reorder_window_us < latest_acked_sent_at_us
-            {
+            if p.transmissions == 0 {
+                break;
+            }
+            let old_enough = p.sent_at_us + reorder_window_us < latest_acked_sent_at_us;
+            if !old_enough && p.transmissions == 1 {
+                // First transmissions go out in sequence order, and a resend
+                // of a later packet is newer still: nothing further qualifies.
+                break;
+            }
+            if old_enough && !p.sacked && !p.need_resend {
                 any |= self.mark_lost(idx, false);
             }
         }
         any
+    }
+
+    /// Tail-loss probe: resend the oldest unacknowledged packet without
+    /// declaring anything lost, so the peer's ACK tells us what arrived.
+    pub fn probe_oldest(&mut self) -> bool {
+        let Some(idx) = self
+            .packets
+            .iter()
+            .position(|p| p.transmissions > 0 && !p.sacked)
+        else {
+            return false;
+        };
+        let p = &mut self.packets[idx];
+        if p.need_resend {
+            return false;
+        }
+        p.need_resend = true;
+        p.timeout_resend = false;
+        Self::take_out_of_flight((&mut self.bytes_in_flight, &mut self.packets_in_flight), p);
+        let seq = p.seq;
+        self.lost.push_front(seq);
+        self.force_resend = true;
+        true
     }
 
     /// Triple duplicate ACK: the oldest unacknowledged packet is lost.
@@ -580,7 +612,7 @@ mod tests {
         let a = b.on_ack(Seq(1), None, 9);
         // Only the retransmitted packet is new; no RTT sample from it (Karn).
         assert_eq!(a.packets, 1);
-        assert_eq!(a.min_rtt_us, None);
+        assert_eq!(a.min_rtt_us);
         assert!(!b.has_unacked());
     }
 
