@@ -612,7 +612,7 @@ mod tests {
         let a = b.on_ack(Seq(1), None, 9);
         // Only the retransmitted packet is new; no RTT sample from it (Karn).
         assert_eq!(a.packets, 1);
-        assert_eq!(a.min_rtt_us);
+        assert_eq!(a.min_rtt_us, None);
         assert!(!b.has_unacked());
     }
 
