@@ -65,6 +65,21 @@ fn connect_to_closed_port_is_refused_quickly() {
 }
 
 #[test]
+fn refused_connect_does_not_keep_the_context_alive() {
+    with_timeout(30, || {
+        let addr = closed_port();
+        let ctx = UtpContext::bind("127.0.0.1:0").unwrap();
+        let err = ctx.connect(addr).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
+        let watch = ctx.exit_watch();
+        let start = Instant::now();
+        drop(ctx);
+        assert!(watch.wait(Duration::from_secs(5)), "I/O thread still running");
+        assert!(start.elapsed() < Duration::from_secs(2), "exit took {:?}", start.elapsed());
+    });
+}
+
+#[test]
 fn connect_to_silent_port_times_out() {
     with_timeout(30, || {
         // Something is bound there but never answers: no ICMP, no SYN-ACK.

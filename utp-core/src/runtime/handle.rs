@@ -346,6 +346,12 @@ impl ContextHandle {
                 return Err(Self::dead_error());
             }
             if let Some(e) = st.error {
+                // Nobody will hold this handle: let the I/O thread free the
+                // connection now rather than after the linger time.
+                st.user_closed = true;
+                st.write_shut = true;
+                drop(st);
+                self.send(Command::Kick(conn.clone()));
                 return Err(conn_error(e));
             }
             if st.phase != Phase::Connecting {
