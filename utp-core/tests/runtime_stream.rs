@@ -74,8 +74,15 @@ fn refused_connect_does_not_keep_the_context_alive() {
         let watch = ctx.exit_watch();
         let start = Instant::now();
         drop(ctx);
-        assert!(watch.wait(Duration::from_secs(5)), "I/O thread still running");
-        assert!(start.elapsed() < Duration::from_secs(2), "exit took {:?}", start.elapsed());
+        assert!(
+            watch.wait(Duration::from_secs(5)),
+            "I/O thread still running"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "exit took {:?}",
+            start.elapsed()
+        );
     });
 }
 
