@@ -23,6 +23,10 @@
 //!   leave slow start; at most once per smoothed RTT (100 ms if unknown).
 //! * **Timeout**: `ssthresh = max(cwnd/2, 2·mss)`, `cwnd = mss`, re-enter
 //!   slow start.
+//! * **Periodic slowdown** (LEDBAT++): two RTTs after slow start, and then
+//!   every nine times the previous slowdown's duration, the window is held at
+//!   two packets for two RTTs and slow-starts back, so every flow measures
+//!   the true base delay (otherwise a latecomer starves earlier flows).
 //! * The window always stays within `[mss, max_window]`.
 
 use super::{within_loss_interval, AckSample, CongestionConfig, CongestionControl};
@@ -73,7 +77,39 @@ pub struct Ledbat {
     slow_start: bool,
     /// When the window was last cut for a loss or timeout.
     last_cut_us: Option<u64>,
+    slowdown: Slowdown,
 }
+
+/// LEDBAT++'s periodic slowdown (draft-irtf-iccrg-ledbat-plus-plus §4.4).
+///
+/// A flow that starts while another already keeps a queue measures that
+/// queue as part of its base delay, aims its target on top of it, and starves
+/// the first flow (the "latecomer" problem). So now and then each flow holds
+/// its window at two packets for two RTTs: the queue drains, every flow sees
+/// the true base delay, and then it slow-starts back to where it was. The
+/// first slowdown comes two RTTs after the initial slow start; each next one
+/// waits nine times as long as the last took, so it costs under a tenth of
+/// the link.
+#[derive(Clone, Debug, Default)]
+struct Slowdown {
+    /// When the next slowdown starts.
+    next_us: Option<u64>,
+    /// Holding the window low until then.
+    frozen_until_us: Option<u64>,
+    /// Start of the slowdown in progress (frozen or ramping back up).
+    started_us: Option<u64>,
+    /// Window to ramp back to.
+    resume_window: usize,
+    /// The first slow start ended (slowdowns are scheduled from then on).
+    armed: bool,
+}
+
+/// Windows held during a slowdown, in MSS.
+pub const SLOWDOWN_WINDOW_MSS: usize = 2;
+/// How long a slowdown holds the window low, in RTTs.
+pub const SLOWDOWN_RTTS: u64 = 2;
+/// The next slowdown comes this many times the last one's duration later.
+pub const SLOWDOWN_INTERVAL_FACTOR: u64 = 9;
 
 impl Ledbat {
     pub fn new(cfg: CongestionConfig) -> Self {
@@ -87,6 +123,7 @@ impl Ledbat {
             ssthresh: max_window,
             slow_start: true,
             last_cut_us: None,
+            slowdown: Slowdown::default(),
         };
         l.clamp();
         l
@@ -100,6 +137,45 @@ impl Ledbat {
     /// The target queuing delay in use (µs).
     pub fn target_delay_us(&self) -> u32 {
         self.target_us
+    }
+
+    /// Slow start just ended: schedule the next slowdown.
+    fn left_slow_start(&mut self, now_us: u64, rtt_us: u64) {
+        let sd = &mut self.slowdown;
+        if let Some(started) = sd.started_us.take() {
+            let took = now_us.saturating_sub(started).max(rtt_us);
+            sd.next_us = Some(now_us + SLOWDOWN_INTERVAL_FACTOR * took);
+        } else if !sd.armed {
+            sd.next_us = Some(now_us + SLOWDOWN_RTTS * rtt_us);
+        }
+        sd.armed = true;
+    }
+
+    /// Run the slowdown clock; true while the window is held low.
+    ///
+    /// The hold lasts the full two RTTs: a flow cannot tell from its own
+    /// delay estimate that the queue drained, since a latecomer's estimate
+    /// is relative to the inflated base it is trying to correct.
+    fn slowdown_step(&mut self, now_us: u64, rtt_us: u64) -> bool {
+        if let Some(until) = self.slowdown.frozen_until_us {
+            if now_us < until {
+                return true;
+            }
+            // Ramp back up by slow start to the window we had.
+            self.slowdown.frozen_until_us = None;
+            self.ssthresh = self.slowdown.resume_window.max(self.min_window());
+            self.slow_start = true;
+            return false;
+        }
+        if self.slowdown.next_us.is_some_and(|t| now_us >= t) && !self.slow_start {
+            self.slowdown.next_us = None;
+            self.slowdown.started_us = Some(now_us);
+            self.slowdown.resume_window = self.window();
+            self.slowdown.frozen_until_us = Some(now_us + SLOWDOWN_RTTS * rtt_us);
+            self.cwnd = (SLOWDOWN_WINDOW_MSS * self.mss) as f64;
+            return true;
+        }
+        false
     }
 
     fn clamp(&mut self) {
@@ -122,10 +198,16 @@ impl CongestionControl for Ledbat {
         });
         // One ACK never counts for more than a whole window.
         let acked = (s.bytes_acked as f64).min(self.cwnd);
+        let rtt_us = s.srtt_us.or(s.min_rtt_us).unwrap_or(100_000).max(1_000);
+        if self.slowdown_step(s.now_us, rtt_us) {
+            self.clamp();
+            return;
+        }
 
         if self.slow_start && delay.is_some_and(|d| d >= SLOW_START_EXIT_FRACTION * target) {
             self.slow_start = false;
             self.ssthresh = self.window();
+            self.left_slow_start(s.now_us, rtt_us);
         }
 
         if self.slow_start {
@@ -134,6 +216,7 @@ impl CongestionControl for Ledbat {
                 if self.cwnd >= self.ssthresh as f64 {
                     self.cwnd = self.ssthresh as f64;
                     self.slow_start = false;
+                    self.left_slow_start(s.now_us, rtt_us);
                 }
             }
         } else {
@@ -163,7 +246,11 @@ impl CongestionControl for Ledbat {
         }
         self.last_cut_us = Some(now_us);
         self.cwnd /= 2.0;
+        if self.slow_start {
+            self.left_slow_start(now_us, srtt_us.unwrap_or(100_000));
+        }
         self.slow_start = false;
+        self.slowdown.frozen_until_us = None;
         self.clamp();
         self.ssthresh = self.window();
     }
@@ -173,6 +260,7 @@ impl CongestionControl for Ledbat {
         self.ssthresh = (self.window() / 2).max(MIN_SSTHRESH_MSS * self.mss);
         self.cwnd = self.min_window() as f64;
         self.slow_start = true;
+        self.slowdown.frozen_until_us = None;
         self.clamp();
     }
 
@@ -328,11 +416,56 @@ mod tests {
             max_window: 10 * MSS,
             ..cfg()
         });
-        for i in 0..5 {
+        let mut i = 0;
+        while c.in_slow_start() && i < 10 {
             ack_one_window(&mut c, Some(0), true, i * RTT);
+            i += 1;
         }
         assert_eq!(c.window(), 10 * MSS);
         assert!(!c.in_slow_start());
+    }
+
+    #[test]
+    fn ledbat_periodic_slowdown_holds_two_packets_then_ramps_back() {
+        let mut c = Ledbat::new(cfg());
+        // Slow start until the delay reaches the target.
+        let mut now = 0;
+        for _ in 0..5 {
+            ack_one_window(&mut c, Some(0), true, now);
+            now += RTT;
+        }
+        ack_one_window(&mut c, Some(95_000), true, now);
+        assert!(!c.in_slow_start());
+        let before = c.window();
+        assert!(before >= 32 * MSS, "{before}");
+        // Two RTTs later the first slowdown holds the window at two packets.
+        now += 2 * RTT;
+        c.on_ack(&ack(MSS, Some(95_000), true, now));
+        assert_eq!(c.window(), 2 * MSS);
+        let started = now;
+        now += RTT;
+        c.on_ack(&ack(MSS, Some(0), true, now));
+        assert_eq!(c.window(), 2 * MSS, "held for two RTTs");
+        // Then it slow-starts back to the window it had.
+        now = started + 2 * RTT;
+        while c.window() < before && now < started + 40 * RTT {
+            ack_one_window(&mut c, Some(0), true, now);
+            now += RTT;
+        }
+        assert!(c.window() >= before, "{} < {before}", c.window());
+        let took = now - started;
+        // The next slowdown waits about nine times as long as this one took.
+        let mut t = now;
+        while t < now + 6 * took {
+            ack_one_window(&mut c, Some(50_000), true, t);
+            assert!(c.window() > 2 * MSS, "slowdown too soon");
+            t += RTT;
+        }
+        while t < now + 11 * took && c.window() > 2 * MSS {
+            c.on_ack(&ack(MSS, Some(50_000), true, t));
+            t += RTT;
+        }
+        assert_eq!(c.window(), 2 * MSS, "second slowdown missing");
     }
 
     #[test]
