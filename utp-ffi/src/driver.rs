@@ -205,7 +205,7 @@ impl Context {
                 let fresh = s
                     .max_data_seq
                     .get()
-                    .map_or(true, |m| (seq.wrapping_sub(m) as i16) > 0);
+                    .is_none_or(|m| (seq.wrapping_sub(m) as i16) > 0);
                 if fresh {
                     s.max_data_seq.set(Some(seq));
                     (4, oh + wire::HEADER_LEN)

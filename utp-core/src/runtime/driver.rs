@@ -434,7 +434,7 @@ impl Driver {
                 self.conns
                     .get(h)
                     .and_then(|c| c.close_deadline)
-                    .map_or(true, |d| now >= d)
+                    .is_none_or(|d| now >= d)
             })
             .collect();
         for h in due {
