@@ -8,7 +8,7 @@
 #                          # and bench/results/latest.json (needs root for the
 #                          # network namespaces; ~15-25 min)
 #
-# Full-run knobs: BENCH_BULK_MB (default 256), BENCH_RUNS (5),
+# Full-run knobs: BENCH_BULK_MB (default 1024), BENCH_ONLY (bulk,latency,scale,testbed), BENCH_RUNS (5),
 # BENCH_SCALE (1,100,1000,10000). See bench/README.md.
 #
 # Traffic stays on 127.0.0.1 and inside network namespaces this script

@@ -25,6 +25,7 @@
 //! Reports are `key=value` lines. Logs are `t_ns cumulative_bytes` lines,
 //! one every 100 ms (absolute CLOCK_REALTIME nanoseconds, so logs written in
 //! different network namespaces line up).
+#![allow(clippy::field_reassign_with_default)]
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -236,13 +237,16 @@ impl RecvTrack {
         self.counter.store(self.total, Ordering::Relaxed);
     }
     fn report(&self, expect: Option<u64>, extra: Vec<(String, String)>) -> Vec<(String, String)> {
-        let exact = !self.bad && expect.map_or(true, |e| e == self.total);
+        let exact = !self.bad && expect.is_none_or(|e| e == self.total);
         let mut r = vec![
             kv("bytes", self.total),
             kv("exact", if exact { "yes" } else { "no" }),
             kv("first_ns", self.first_ns.unwrap_or(0)),
             kv("done_ns", now_ns()),
-            kv("max_gap_ms", format!("{:.3}", self.max_gap.as_secs_f64() * 1e3)),
+            kv(
+                "max_gap_ms",
+                format!("{:.3}", self.max_gap.as_secs_f64() * 1e3),
+            ),
         ];
         r.extend(extra);
         r
@@ -355,8 +359,8 @@ fn cmd_utp_send(a: &Args) {
     let mut cfg = runtime_config(a);
     cfg.endpoint.accept_incoming = false;
     cfg.backlog = 0;
-    let ctx = UtpContext::bind_with_config(local, cfg)
-        .unwrap_or_else(|e| die(&format!("bind: {e}")));
+    let ctx =
+        UtpContext::bind_with_config(local, cfg).unwrap_or_else(|e| die(&format!("bind: {e}")));
     let mut s = ctx
         .connect(to)
         .unwrap_or_else(|e| die(&format!("connect {to}: {e}")));
@@ -391,7 +395,9 @@ fn cmd_utp_recv(a: &Args) {
     if let Some(p) = a.get("ready") {
         std::fs::write(p, "ready\n").unwrap();
     }
-    let (mut s, _peer) = ctx.accept().unwrap_or_else(|e| die(&format!("accept: {e}")));
+    let (mut s, _peer) = ctx
+        .accept()
+        .unwrap_or_else(|e| die(&format!("accept: {e}")));
     let counter = Arc::new(AtomicU64::new(0));
     let logger = Logger::start(a.get("log"), counter.clone());
     let mut t = RecvTrack::new(counter);
@@ -423,7 +429,9 @@ fn cmd_tcp_send(a: &Args) {
 
 fn cmd_tcp_recv(a: &Args) {
     let l = TcpListener::bind(a.addr("bind")).unwrap_or_else(|e| die(&format!("tcp bind: {e}")));
-    let (mut s, _) = l.accept().unwrap_or_else(|e| die(&format!("tcp accept: {e}")));
+    let (mut s, _) = l
+        .accept()
+        .unwrap_or_else(|e| die(&format!("tcp accept: {e}")));
     let counter = Arc::new(AtomicU64::new(0));
     let logger = Logger::start(a.get("log"), counter.clone());
     let mut t = RecvTrack::new(counter);
@@ -461,7 +469,8 @@ fn cmd_probe(a: &Args) {
     let stop = Arc::new(AtomicBool::new(false));
     let rx = {
         let (s, sent, results, stop) = (s.clone(), sent.clone(), results.clone(), stop.clone());
-        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         std::thread::spawn(move || {
             let mut buf = [0u8; 128];
             while !stop.load(Ordering::Relaxed) {
@@ -469,7 +478,10 @@ fn cmd_probe(a: &Args) {
                     if n >= 8 {
                         let seq = u64::from_le_bytes(buf[..8].try_into().unwrap());
                         if let Some((ns, t)) = sent.lock().unwrap().remove(&seq) {
-                            results.lock().unwrap().push((ns, t.elapsed().as_micros() as i64));
+                            results
+                                .lock()
+                                .unwrap()
+                                .push((ns, t.elapsed().as_micros() as i64));
                         }
                     }
                 }
@@ -543,8 +555,10 @@ fn cmd_pp_client(a: &Args) {
     for i in 0..count + warm {
         fill(&mut msg, i as u64);
         let t = Instant::now();
-        s.write_all(&msg).unwrap_or_else(|e| die(&format!("write: {e}")));
-        s.read_exact(&mut back).unwrap_or_else(|e| die(&format!("read: {e}")));
+        s.write_all(&msg)
+            .unwrap_or_else(|e| die(&format!("write: {e}")));
+        s.read_exact(&mut back)
+            .unwrap_or_else(|e| die(&format!("read: {e}")));
         let rtt = t.elapsed();
         if back != msg {
             die("echo differs");
@@ -605,7 +619,8 @@ fn io_threads(port: u16) -> Vec<u32> {
     if let Ok(rd) = std::fs::read_dir("/proc/self/task") {
         for e in rd.flatten() {
             let tid: u32 = e.file_name().to_string_lossy().parse().unwrap_or(0);
-            let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).unwrap_or_default();
+            let comm =
+                std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).unwrap_or_default();
             if comm.trim() == want {
                 v.push(tid);
             }
@@ -670,16 +685,18 @@ fn cmd_scale(a: &Args) {
     for k in 0..threads {
         let client = client.clone();
         let cnt = n / threads + usize::from(k < n % threads);
-        ths.push(std::thread::spawn(move || -> Result<Vec<UtpStream>, String> {
-            let mut v = Vec::with_capacity(cnt);
-            for _ in 0..cnt {
-                let s = client
-                    .connect_timeout(&saddr, Duration::from_secs(30))
-                    .map_err(|e| format!("connect: {e}"))?;
-                v.push(s);
-            }
-            Ok(v)
-        }));
+        ths.push(std::thread::spawn(
+            move || -> Result<Vec<UtpStream>, String> {
+                let mut v = Vec::with_capacity(cnt);
+                for _ in 0..cnt {
+                    let s = client
+                        .connect_timeout(&saddr, Duration::from_secs(30))
+                        .map_err(|e| format!("connect: {e}"))?;
+                    v.push(s);
+                }
+                Ok(v)
+            },
+        ));
     }
     let mut cstreams: Vec<UtpStream> = vec![];
     let mut errors = vec![];
@@ -710,7 +727,7 @@ fn cmd_scale(a: &Args) {
     // Transfer `per` bytes on every connection, client -> server, with
     // non-blocking round-robin loops on a few threads per side.
     let t1 = Instant::now();
-    let workers = threads.min(4).max(1);
+    let workers = threads.clamp(1, 4);
     let bad = Arc::new(AtomicBool::new(false));
     let mut parts_c: Vec<Vec<UtpStream>> = (0..workers).map(|_| vec![]).collect();
     for (i, s) in cstreams.into_iter().enumerate() {
@@ -724,40 +741,42 @@ fn cmd_scale(a: &Args) {
     }
     let mut ths = vec![];
     for mut part in parts_c {
-        ths.push(std::thread::spawn(move || -> Result<Vec<UtpStream>, String> {
-            let mut pos = vec![0u64; part.len()];
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut left = part.len();
-            while left > 0 {
-                if Instant::now() > deadline {
-                    return Err(format!("send timeout, {left} connections unfinished"));
-                }
-                let mut progress = false;
-                for (i, s) in part.iter_mut().enumerate() {
-                    if pos[i] >= per {
-                        continue;
+        ths.push(std::thread::spawn(
+            move || -> Result<Vec<UtpStream>, String> {
+                let mut pos = vec![0u64; part.len()];
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut left = part.len();
+                while left > 0 {
+                    if Instant::now() > deadline {
+                        return Err(format!("send timeout, {left} connections unfinished"));
                     }
-                    let m = buf.len().min((per - pos[i]) as usize);
-                    fill(&mut buf[..m], pos[i]);
-                    match s.write(&buf[..m]) {
-                        Ok(w) => {
-                            pos[i] += w as u64;
-                            progress = true;
-                            if pos[i] >= per {
-                                s.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
-                                left -= 1;
-                            }
+                    let mut progress = false;
+                    for (i, s) in part.iter_mut().enumerate() {
+                        if pos[i] >= per {
+                            continue;
                         }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                        Err(e) => return Err(format!("write: {e}")),
+                        let m = buf.len().min((per - pos[i]) as usize);
+                        fill(&mut buf[..m], pos[i]);
+                        match s.write(&buf[..m]) {
+                            Ok(w) => {
+                                pos[i] += w as u64;
+                                progress = true;
+                                if pos[i] >= per {
+                                    s.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+                                    left -= 1;
+                                }
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            Err(e) => return Err(format!("write: {e}")),
+                        }
+                    }
+                    if !progress {
+                        std::thread::sleep(Duration::from_micros(500));
                     }
                 }
-                if !progress {
-                    std::thread::sleep(Duration::from_micros(500));
-                }
-            }
-            Ok(part)
-        }));
+                Ok(part)
+            },
+        ));
     }
     let received = Arc::new(AtomicU64::new(0));
     let mut rths = vec![];
@@ -827,13 +846,22 @@ fn cmd_scale(a: &Args) {
         kv("conns", n),
         kv("connect_threads", threads),
         kv("handshake_s", format!("{:.4}", all_up.as_secs_f64())),
-        kv("client_connected_s", format!("{:.4}", connected.as_secs_f64())),
-        kv("handshakes_per_s", format!("{:.1}", n as f64 / all_up.as_secs_f64())),
+        kv(
+            "client_connected_s",
+            format!("{:.4}", connected.as_secs_f64()),
+        ),
+        kv(
+            "handshakes_per_s",
+            format!("{:.1}", n as f64 / all_up.as_secs_f64()),
+        ),
         kv("rss_before_kb", rss0),
         kv("rss_established_kb", rss1),
         kv(
             "mem_per_conn_bytes",
-            format!("{:.0}", (rss1 as f64 - rss0 as f64) * 1024.0 / n as f64 / 2.0),
+            format!(
+                "{:.0}",
+                (rss1 as f64 - rss0 as f64) * 1024.0 / n as f64 / 2.0
+            ),
         ),
         kv("bytes_per_conn", per),
         kv("bytes_total", got),
@@ -842,14 +870,23 @@ fn cmd_scale(a: &Args) {
             "goodput_mbit",
             format!("{:.1}", got as f64 * 8.0 / xfer.as_secs_f64() / 1e6),
         ),
-        kv("io_cpu_handshake_server_s", format!("{:.2}", cpu1.0 - cpu0.0)),
-        kv("io_cpu_handshake_client_s", format!("{:.2}", cpu1.1 - cpu0.1)),
+        kv(
+            "io_cpu_handshake_server_s",
+            format!("{:.2}", cpu1.0 - cpu0.0),
+        ),
+        kv(
+            "io_cpu_handshake_client_s",
+            format!("{:.2}", cpu1.1 - cpu0.1),
+        ),
         kv("io_cpu_xfer_server_s", format!("{:.2}", cpu2.0 - cpu1.0)),
         kv("io_cpu_xfer_client_s", format!("{:.2}", cpu2.1 - cpu1.1)),
         kv("rss_end_kb", rss_kb()),
         kv(
             "mem_per_conn_after_xfer_bytes",
-            format!("{:.0}", (rss_kb() as f64 - rss0 as f64) * 1024.0 / n as f64 / 2.0),
+            format!(
+                "{:.0}",
+                (rss_kb() as f64 - rss0 as f64) * 1024.0 / n as f64 / 2.0
+            ),
         ),
         kv("exact", if exact { "yes" } else { "no" }),
     ];
