@@ -6,8 +6,8 @@
 //! ```text
 //! utpbench gen   --bytes N | --seconds S  [--stamp F]      pattern -> stdout
 //! utpbench sink  [--bytes N] --report F [--log F]           stdin -> check pattern
-//! utpbench utp-send --to ADDR (--bytes N | --seconds S) [--stamp F] [--target-ms T] [--reno]
-//! utpbench utp-recv --bind ADDR [--bytes N] --report F [--log F] [--target-ms T]
+//! utpbench utp-send --to ADDR (--bytes N | --seconds S) [--stamp F] [--target-ms T] [--reno] [--no-offload]
+//! utpbench utp-recv --bind ADDR [--bytes N] --report F [--log F] [--target-ms T] [--no-offload]
 //! utpbench tcp-send --to ADDR (--bytes N | --seconds S)
 //! utpbench tcp-recv --bind ADDR --report F [--log F]
 //! utpbench echo  --bind ADDR                                UDP echo (latency probe peer)
@@ -260,6 +260,10 @@ fn runtime_config(a: &Args) -> RuntimeConfig {
     }
     if a.flag("reno") {
         c.endpoint.congestion = CongestionKind::Reno;
+    }
+    if a.flag("no-offload") {
+        c.socket.gso = false;
+        c.socket.gro = false;
     }
     c
 }

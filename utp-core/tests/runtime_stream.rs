@@ -29,8 +29,11 @@ fn ten_mb_each_way_at_once() {
             });
             read_pattern(&s, 2, 10 * MB).unwrap();
             writer.join().unwrap();
+            // Everything was read, so the engine counted it all; what we
+            // wrote may still be in flight.
             let stats = s.stats().unwrap();
-            assert!(stats.bytes_sent >= 10 * MB, "{stats:?}");
+            assert!(stats.bytes_received >= 10 * MB, "{stats:?}");
+            assert!(stats.bytes_sent > 0, "{stats:?}");
             s.exit_watch()
         });
         let (s, peer) = listener.accept().unwrap();

@@ -68,7 +68,7 @@ pub(crate) fn start(addr: SocketAddr, config: RuntimeConfig) -> io::Result<Arc<C
         exited_cond: Default::default(),
     });
     let (tx, rx) = crossbeam_channel::unbounded();
-    let recv_size = (endpoint_config.max_packet_size + 64).max(2048);
+    let recv_size = socket.recv_buffer_len((endpoint_config.max_packet_size + 64).max(2048));
     let thread_shared = shared.clone();
     // Short enough for the kernel's 15-byte thread names.
     let name = format!("utp-io-{}", shared.local_addr.port());
@@ -223,11 +223,9 @@ impl Driver {
                         break;
                     }
                     let now = self.now();
-                    for i in 0..n {
-                        if let Some((from, data)) = self.recv_batch.get(i) {
-                            self.stats.datagrams_received += 1;
-                            let _ = self.endpoint.handle_datagram(now, from, data);
-                        }
+                    for (from, data) in self.recv_batch.datagrams() {
+                        self.stats.datagrams_received += 1;
+                        let _ = self.endpoint.handle_datagram(now, from, data);
                     }
                     self.endpoint.flush_acks(now);
                     self.settle();
