@@ -27,7 +27,8 @@ esac
 # GNU time for CPU seconds and peak RSS.
 if [ ! -x /usr/bin/time ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get install -y -qq time >/dev/null || { echo "bench: cannot install time" >&2; exit 1; }
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time; } >/dev/null \
+            || { echo "bench: cannot install time" >&2; exit 1; }
     else
         echo "bench: /usr/bin/time (GNU time) is needed: apt-get install time" >&2; exit 1
     fi

@@ -6,8 +6,13 @@
 #   2. C ABI: header regeneration check, layout asserts in C and C++, libutp's
 #      own ucat.c built against our library talking to real libutp, misuse
 #      tests under valgrind.
+#   3. The benchmark harness in smoke mode (bench/run.sh --smoke): every
+#      benchmark role runs once with small sizes and must move its data
+#      byte-exact; slow numbers never fail it. Without root, the veth and
+#      testbed parts are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo test --workspace --release
 bash scripts/test-ffi.sh
+bash bench/run.sh --smoke

@@ -8,13 +8,15 @@
 //! utpbench sink  [--bytes N] --report F [--log F]           stdin -> check pattern
 //! utpbench utp-send --to ADDR (--bytes N | --seconds S) [--stamp F] [--target-ms T] [--reno] [--no-offload]
 //! utpbench utp-recv --bind ADDR [--bytes N] --report F [--log F] [--target-ms T] [--no-offload]
-//! utpbench tcp-send --to ADDR (--bytes N | --seconds S)
+//! utpbench tcp-send --to ADDR (--bytes N | --seconds S) [--cc cubic]
 //! utpbench tcp-recv --bind ADDR --report F [--log F]
 //! utpbench echo  --bind ADDR                                UDP echo (latency probe peer)
 //! utpbench probe --to ADDR --interval-ms 50 --seconds S --log F
 //! utpbench pp-server --bind ADDR                            uTP ping-pong server
 //! utpbench pp-client --to ADDR --count N --size B --report F
 //! utpbench scale --conns N --total-bytes B --report F [--threads T]
+//! utpbench udp-send --to ADDR --seconds S                   plain UDP, GSO (ceiling)
+//! utpbench udp-recv --bind ADDR --report F                  recvmmsg, counts bytes
 //! ```
 //!
 //! The data pattern is a fixed pseudo-random block of a prime length
@@ -35,7 +37,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use utp_core::congestion::CongestionKind;
-use utp_core::runtime::{RuntimeConfig, UtpContext, UtpStream};
+use utp_core::runtime::udp::{Datagram, RecvBatch, SendBatch, UdpSocket as RawUdp};
+use utp_core::runtime::{RuntimeConfig, SocketOptions, UtpContext, UtpStream};
 
 const P: usize = 1_000_003;
 
@@ -425,10 +428,35 @@ fn cmd_utp_recv(a: &Args) {
 fn cmd_tcp_send(a: &Args) {
     let to = a.addr("to");
     let mut s = TcpStream::connect(to).unwrap_or_else(|e| die(&format!("tcp connect: {e}")));
+    if let Some(cc) = a.get("cc") {
+        set_tcp_congestion(&s, cc);
+    }
     let _ = pump(&mut s, &amount(a));
     let _ = s.shutdown(Shutdown::Write);
     let mut b = [0u8; 16];
     let _ = s.read(&mut b);
+}
+
+/// Picks the socket's TCP congestion control (before any data is sent).
+/// Algorithms outside `tcp_allowed_congestion_control` need CAP_NET_ADMIN.
+fn set_tcp_congestion(s: &TcpStream, cc: &str) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the pointer and length describe the bytes of `cc`.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CONGESTION,
+            cc.as_ptr() as *const libc::c_void,
+            cc.len() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        die(&format!(
+            "TCP_CONGESTION {cc}: {}",
+            io::Error::last_os_error()
+        ));
+    }
 }
 
 fn cmd_tcp_recv(a: &Args) {
@@ -923,6 +951,109 @@ fn main() {
         "pp-server" => cmd_pp_server(&a),
         "pp-client" => cmd_pp_client(&a),
         "scale" => cmd_scale(&a),
+        "udp-send" => cmd_udp_send(&a),
+        "udp-recv" => cmd_udp_recv(&a),
         r => die(&format!("unknown role {r}")),
     }
+}
+
+/// Plain UDP datagram of the baseline: a fixed payload, no allocation.
+struct Blast(SocketAddr, &'static [u8]);
+
+impl Datagram for Blast {
+    fn destination(&self) -> SocketAddr {
+        self.0
+    }
+    fn payload(&self) -> &[u8] {
+        self.1
+    }
+}
+
+fn poll_fd(fd: i32, events: i16, ms: i32) {
+    let mut p = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut p, 1, ms) };
+}
+
+/// The ceiling for any protocol over UDP on this machine: 1,400-byte
+/// datagrams as fast as the kernel takes them, with GSO (sendmmsg, 64
+/// datagrams per message). No congestion or flow control.
+fn cmd_udp_send(a: &Args) {
+    use std::os::fd::AsRawFd;
+    let to = a.addr("to");
+    let secs = Duration::from_secs_f64(a.num("seconds").unwrap_or(2.0));
+    let bind: SocketAddr = if to.is_ipv4() {
+        "0.0.0.0:0".parse().unwrap()
+    } else {
+        "[::]:0".parse().unwrap()
+    };
+    let sock = RawUdp::bind(bind, &SocketOptions::default())
+        .unwrap_or_else(|e| die(&format!("udp-send bind: {e}")));
+    let payload: &'static [u8] = Box::leak(vec![0x5a; 1400].into_boxed_slice());
+    let mut batch = SendBatch::new();
+    let mut q = std::collections::VecDeque::new();
+    let end = Instant::now() + secs;
+    while Instant::now() < end {
+        while q.len() < 1024 {
+            q.push_back(Blast(to, payload));
+        }
+        if sock.send_queue(&mut batch, &mut q).blocked {
+            poll_fd(sock.as_raw_fd(), libc::POLLOUT, 10);
+        }
+    }
+    // A short run of empty datagrams tells the receiver to stop.
+    for _ in 0..20 {
+        q.clear();
+        q.push_back(Blast(to, &[]));
+        sock.send_queue(&mut batch, &mut q);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Counts what `udp-send` delivers (recvmmsg, no GRO, as a uTP receiver
+/// without offload would): bytes between the first and the last datagram.
+fn cmd_udp_recv(a: &Args) {
+    use std::os::fd::AsRawFd;
+    let opts = SocketOptions {
+        gro: false,
+        ..SocketOptions::default()
+    };
+    let sock = RawUdp::bind(a.addr("bind"), &opts)
+        .unwrap_or_else(|e| die(&format!("udp-recv bind: {e}")));
+    let mut batch = RecvBatch::new(2048);
+    let (mut bytes, mut first, mut last) = (0u64, None, 0u128);
+    let deadline = Instant::now() + Duration::from_secs_f64(a.num("timeout").unwrap_or(60.0));
+    'outer: while Instant::now() < deadline {
+        poll_fd(sock.as_raw_fd(), libc::POLLIN, 100);
+        while sock.recv_batch(&mut batch).unwrap_or(0) > 0 {
+            for (_, d) in batch.datagrams() {
+                if d.is_empty() {
+                    if first.is_some() {
+                        break 'outer;
+                    }
+                    continue;
+                }
+                first.get_or_insert_with(now_ns);
+                bytes += d.len() as u64;
+            }
+            last = now_ns();
+        }
+    }
+    let first = first.unwrap_or(last);
+    let secs = (last.saturating_sub(first)) as f64 / 1e9;
+    write_report(
+        a.get("report"),
+        &[
+            kv("bytes", bytes),
+            kv("first_ns", first),
+            kv("done_ns", last),
+            kv("mbit", format!("{:.1}", bytes as f64 * 8.0 / secs.max(1e-9) / 1e6)),
+            kv("exact", "yes"),
+            kv("max_gap_ms", "0"),
+        ],
+    );
 }
