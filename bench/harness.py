@@ -236,6 +236,12 @@ def build(need_ffi=True):
     sh(*cc, "-I", os.path.join(ref, "include"), pp, "-L", os.path.join(ref, "lib"), "-lutp",
        f"-Wl,-rpath,{os.path.join(ref, 'lib')}", "-o", out)
     tools["pp-real"] = out
+    # Upstream ucat.c on real libutp with 4 MiB UDP buffers (bench/c/tuned_socket.c).
+    out = os.path.join(BUILD, "ucat-real-tuned")
+    sh("gcc", "-Wall", "-DPOSIX", "-O3", "-Dsocket=bench_tuned_socket", "-I", os.path.join(ref, "include"),
+       os.path.join(ref, "src", "ucat.c"), os.path.join(ROOT, "bench", "c", "tuned_socket.c"),
+       "-L", os.path.join(ref, "lib"), "-lutp", f"-Wl,-rpath,{os.path.join(ref, 'lib')}", "-o", out)
+    tools["ucat-real-tuned"] = out
     tools["ffi"] = None
     if need_ffi:
         # Our C ABI (utp-ffi): upstream's unmodified ucat.c and our ping-pong.
@@ -724,15 +730,17 @@ def plot_all(results, outdir):
     import matplotlib.pyplot as plt
     os.makedirs(outdir, exist_ok=True)
     files = []
-    names = {"rust": "ours (Rust API)", "ucat-ours": "ucat.c on our libutp",
-             "ucat-real": "real libutp ucat"}
-    colors = {"rust": "#1f77b4", "ucat-ours": "#2ca02c", "ucat-real": "#d62728"}
+    names = {"rust": "ours (Rust API)", "rust-nogso": "ours, GSO/GRO off",
+             "ucat-ours": "ucat.c on our libutp", "ucat-real": "real libutp ucat",
+             "ucat-real-tuned": "real libutp ucat, 4 MiB buffers", "udp-gso": "plain UDP + GSO (ceiling)"}
+    colors = {"rust": "#1f77b4", "rust-nogso": "#9ecae1", "ucat-ours": "#2ca02c", "ucat-real": "#d62728",
+              "ucat-real-tuned": "#ff9896", "udp-gso": "#7f7f7f"}
     # Bulk goodput bars with min-max whiskers.
     bulk = results.get("bulk", [])
     if bulk:
         links = sorted({r["link"] for r in bulk}, key=lambda x: (x != "loopback", x))
         impls = [i for i in BULK_IMPLS if any(r["impl"] == i for r in bulk)]
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+        fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
         for ax, metric, ylabel in ((axes[0], "mbit", "goodput (Mbit/s, log scale)"),
                                    (axes[1], "cpu_total_per_gb", "CPU s per GB (send+recv)")):
             w = 0.8 / len(impls)
@@ -746,6 +754,8 @@ def plot_all(results, outdir):
                 xs = [i + (k - (len(impls) - 1) / 2) * w for i in range(len(links))]
                 ax.bar(xs, meds, w, yerr=[lo, hi], capsize=4, label=names[impl], color=colors[impl])
                 for x, m in zip(xs, meds):
+                    if m != m:
+                        continue
                     ax.annotate(f"{m:.0f}" if metric == "mbit" else f"{m:.2f}", (x, m),
                                 ha="center", va="bottom", fontsize=8, xytext=(0, 2),
                                 textcoords="offset points")
@@ -878,9 +888,10 @@ def bulk_table(bulk):
     return rows
 
 
-BULK_IMPLS = ["rust", "rust-nogso", "ucat-ours", "ucat-real", "udp-gso"]
+BULK_IMPLS = ["rust", "rust-nogso", "ucat-ours", "ucat-real", "ucat-real-tuned", "udp-gso"]
 IMPL_NAMES = {"rust": "ours, Rust API", "rust-nogso": "ours, Rust API, GSO/GRO off",
-              "udp-gso": "plain UDP with GSO (ceiling, no protocol)", "ucat-ours": "ours, upstream ucat.c on our libutp",
+              "udp-gso": "plain UDP with GSO (ceiling, no protocol)",
+              "ucat-real-tuned": "real libutp, upstream ucat, 4 MiB UDP buffers", "ucat-ours": "ours, upstream ucat.c on our libutp",
               "ucat-real": "real libutp, upstream ucat", "pp-ours": "ours, C API (utp-ffi)",
               "pp-real": "real libutp, C API"}
 
@@ -916,17 +927,20 @@ def targets(res):
     med = lambda v: statistics.median(v) if v else None
     for link in sorted({r["link"] for r in bulk}, key=lambda x: (x != "loopback", x)):
         rs = lambda impl: [r for r in bulk if r["impl"] == impl and r["link"] == link]
-        ours, real, udp = rs("rust"), rs("ucat-real"), rs("udp-gso")
+        ours, udp = rs("rust"), rs("udp-gso")
+        real, which = rs("ucat-real-tuned"), "tuned libutp"
+        if not real:
+            real, which = rs("ucat-real"), "libutp"
         if not ours:
             continue
         g = med([r["mbit"] for r in ours])
         if real:
             x = g / med([r["mbit"] for r in real])
-            out.append((f"{link}: goodput ≥ 2× real libutp", f"×{x:.1f}", x >= 2))
-            for side in ("send", "recv"):
+            out.append((f"{link}: goodput ≥ 2× {which}", f"×{x:.1f}", x >= 2))
+            for side, name in (("send", "sender"), ("recv", "receiver")):
                 k = f"cpu_{side}_per_gb"
                 c = med([r[k] for r in ours]) / med([r[k] for r in real])
-                out.append((f"{link}: CPU per GB ≤ 0.4× libutp, {side}er", f"×{c:.2f}", c <= 0.4))
+                out.append((f"{link}: CPU per GB ≤ 0.4× {which}, {name}", f"×{c:.2f}", c <= 0.4))
         if udp:
             x = g / med([r["mbit"] for r in udp])
             out.append((f"{link}: goodput ≥ 0.5× plain UDP with GSO", f"×{x:.2f}", x >= 0.5))
@@ -1001,14 +1015,15 @@ def write_markdown(res, path, cmd, plots):
             def med(impl, f):
                 v = [f(r) for r in bulk if r["impl"] == impl and r["link"] == link]
                 return statistics.median(v) if v else None
-            real = med("ucat-real", lambda r: r["mbit"])
-            for impl in ("rust", "ucat-ours"):
-                ours = med(impl, lambda r: r["mbit"])
-                if ours and real:
-                    c_o = med(impl, lambda r: r["cpu_recv_per_gb"] + r["cpu_send_per_gb"])
-                    c_r = med("ucat-real", lambda r: r["cpu_recv_per_gb"] + r["cpu_send_per_gb"])
-                    rat.append(f"- {link}, {IMPL_NAMES[impl]} vs real libutp: goodput ×{ours / real:.1f}, "
-                               f"CPU per GB (both sides) ×{c_o / c_r:.2f}")
+            for ref in ("ucat-real", "ucat-real-tuned"):
+                real = med(ref, lambda r: r["mbit"])
+                for impl in ("rust", "ucat-ours"):
+                    ours = med(impl, lambda r: r["mbit"])
+                    if ours and real:
+                        c_o = med(impl, lambda r: r["cpu_recv_per_gb"] + r["cpu_send_per_gb"])
+                        c_r = med(ref, lambda r: r["cpu_recv_per_gb"] + r["cpu_send_per_gb"])
+                        rat.append(f"- {link}, {IMPL_NAMES[impl]} vs {IMPL_NAMES[ref]}: goodput "
+                                   f"×{ours / real:.1f}, CPU per GB (both sides) ×{c_o / c_r:.2f}")
             ours, udp = med("rust", lambda r: r["mbit"]), med("udp-gso", lambda r: r["mbit"])
             if ours and udp:
                 rat.append(f"- {link}, {IMPL_NAMES['rust']} vs plain UDP with GSO: goodput ×{ours / udp:.2f}")
@@ -1126,7 +1141,7 @@ def main():
         tools = build(need_ffi=True)
         res["tools"] = {"ffi": tools["ffi"]}
         impls = (["rust", "rust-nogso"] + (["ucat-ours"] if "ucat-ours" in tools else [])
-                 + ["ucat-real", "udp-gso"])
+                 + ["ucat-real", "ucat-real-tuned", "udp-gso"])
         pp_impls = ["rust"] + (["pp-ours"] if "pp-ours" in tools else []) + ["pp-real"]
         netns_ok = can_netns()
         if smoke:
