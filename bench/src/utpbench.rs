@@ -671,6 +671,16 @@ fn cmd_scale(a: &Args) {
     cfg.backlog = n + 16;
     cfg.endpoint.max_half_open = n + 16;
     cfg.endpoint.max_connections = 2 * n + 64;
+    if a.flag("no-offload") {
+        cfg.socket.gso = false;
+        cfg.socket.gro = false;
+    }
+    if a.flag("no-gso") {
+        cfg.socket.gso = false;
+    }
+    if a.flag("no-gro") {
+        cfg.socket.gro = false;
+    }
     let server = UtpContext::bind_with_config("127.0.0.1:0".parse().unwrap(), cfg.clone())
         .unwrap_or_else(|e| die(&format!("bind: {e}")));
     let saddr = server.local_addr().unwrap();
@@ -872,6 +882,12 @@ fn cmd_scale(a: &Args) {
         }
     }
     let cpu2 = (thread_cpu(&s_io), thread_cpu(&c_io));
+    // Loss recovery on the sending side, summed over the connections.
+    let (mut rto, mut fast) = (0u64, 0u64);
+    for st in keep.iter().flatten().filter_map(|s| s.stats().ok()) {
+        rto += st.timeout_retransmits;
+        fast += st.fast_retransmits;
+    }
     let got = received.load(Ordering::Relaxed);
     let exact = errors.is_empty() && !bad.load(Ordering::Relaxed) && got == per * n as u64;
     let mut r = vec![
@@ -898,6 +914,8 @@ fn cmd_scale(a: &Args) {
         kv("bytes_per_conn", per),
         kv("bytes_total", got),
         kv("xfer_s", format!("{:.4}", xfer.as_secs_f64())),
+        kv("timeout_retransmits", rto),
+        kv("fast_retransmits", fast),
         kv(
             "goodput_mbit",
             format!("{:.1}", got as f64 * 8.0 / xfer.as_secs_f64() / 1e6),
@@ -1022,8 +1040,8 @@ fn cmd_udp_recv(a: &Args) {
         gro: false,
         ..SocketOptions::default()
     };
-    let sock = RawUdp::bind(a.addr("bind"), &opts)
-        .unwrap_or_else(|e| die(&format!("udp-recv bind: {e}")));
+    let sock =
+        RawUdp::bind(a.addr("bind"), &opts).unwrap_or_else(|e| die(&format!("udp-recv bind: {e}")));
     let mut batch = RecvBatch::new(2048);
     let (mut bytes, mut first, mut last) = (0u64, None, 0u128);
     let deadline = Instant::now() + Duration::from_secs_f64(a.num("timeout").unwrap_or(60.0));
@@ -1051,7 +1069,10 @@ fn cmd_udp_recv(a: &Args) {
             kv("bytes", bytes),
             kv("first_ns", first),
             kv("done_ns", last),
-            kv("mbit", format!("{:.1}", bytes as f64 * 8.0 / secs.max(1e-9) / 1e6)),
+            kv(
+                "mbit",
+                format!("{:.1}", bytes as f64 * 8.0 / secs.max(1e-9) / 1e6),
+            ),
             kv("exact", "yes"),
             kv("max_gap_ms", "0"),
         ],

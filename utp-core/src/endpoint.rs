@@ -891,6 +891,80 @@ mod tests {
         assert_eq!(p.b.connection_count(), 0);
     }
 
+    /// A run of packets is lost and so are their fast retransmissions;
+    /// nothing new can be sent (the data ends there). The tail-loss probe's
+    /// ACK must reveal all the lost resends at once, not one per probe (and
+    /// must not keep putting the RTO off meanwhile).
+    #[test]
+    fn lost_resends_are_found_by_one_probe() {
+        let mut p = Pair::new();
+        let ha = p.a.connect(p.now, B.parse().unwrap());
+        while p.events_b.is_empty() && p.step() {}
+        let hb = match p.events_b.first() {
+            Some(Event::Incoming(h)) => *h,
+            e => panic!("no incoming connection: {e:?}"),
+        };
+        // Once the window has opened, drop the first two copies of data
+        // packets 300..320 (counted from the first data packet); the data
+        // ends 20 packets later.
+        let mut first_data: Option<u16> = None;
+        let mut drops: HashMap<u16, u32> = HashMap::new();
+        let data: Vec<u8> = (0..340 * 1400u32).map(|i| (i % 253) as u8).collect();
+        let mut written = 0;
+        let mut received = Vec::new();
+        let start = p.now;
+        while received.len() < data.len() && p.now < start + 5_000_000 {
+            if written < data.len() {
+                written += p.a.write(p.now, ha, &data[written..]).unwrap_or(0);
+            }
+            p.in_flight.retain(|(_, to_b, bytes)| {
+                let Ok(h) = Header::parse(bytes) else {
+                    return true;
+                };
+                if !*to_b || h.packet_type != PacketType::Data || bytes.len() <= 20 {
+                    return true;
+                }
+                let s0 = *first_data.get_or_insert(h.seq_nr);
+                let k = h.seq_nr.wrapping_sub(s0);
+                if (300..320).contains(&k) {
+                    let n = drops.entry(k).or_insert(0);
+                    if *n < 2 {
+                        *n += 1;
+                        return false;
+                    }
+                }
+                true
+            });
+            if !p.step() {
+                break;
+            }
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = p.b.read(p.now, hb, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                received.extend_from_slice(&buf[..n]);
+            }
+        }
+        assert!(
+            received == data,
+            "got {} of {} bytes: {:?}",
+            received.len(),
+            data.len(),
+            p.a.stats(ha)
+        );
+        assert!(
+            drops.values().all(|&n| n == 2),
+            "the losses did not happen: {drops:?}"
+        );
+        let took = p.now - start;
+        let st = p.a.stats(ha).unwrap();
+        // 160 ms without the losses (20 ms RTT). Finding the lost resends
+        // one per probe took 1,360 ms; all at once, 340 ms.
+        assert!(took < 600_000, "took {} ms: {st:?}", took / 1000);
+        assert_eq!(st.timeouts, 0, "{st:?}");
+    }
+
     #[test]
     fn unknown_connection_gets_reset_and_non_utp_is_passed_on() {
         let mut e = Endpoint::new(EndpointConfig::default(), 3);

@@ -716,7 +716,18 @@ impl Connection {
 
         // Loss detection: three duplicate ACKs, or three later packets selectively acked.
         let mut lost = self.send.detect_sack_losses(DUP_ACK_THRESHOLD);
-        if let Some(latest) = acked.latest_sent_at_us {
+        // A probe's ACK that returns within a round trip (SRTT + 4 RTTVAR)
+        // is for the probe itself: packets resent before it and still
+        // missing are lost again. Without this, resends lost under a full
+        // window would be recovered one per probe, and each probe's ACK
+        // would put the RTO off again. A later ACK may be for an older copy
+        // (the RTT may have grown) and is not used.
+        let probe_sent = acked.probe_sent_at_us.filter(|&t| {
+            self.rtt
+                .srtt_us()
+                .is_some_and(|srtt| now.saturating_sub(t) <= srtt + 4 * self.rtt.rttvar_us())
+        });
+        if let Some(latest) = acked.latest_sent_at_us.max(probe_sent) {
             // A quarter RTT of reordering is tolerated before time says "lost".
             let reorder_window = self.rtt.srtt_us().map_or(10_000, |r| r / 4);
             lost |= self.send.detect_lost_by_time(latest, reorder_window);

@@ -25,6 +25,8 @@ pub struct OutPacket {
     pub timeout_resend: bool,
     /// Already resent once because of duplicate/selective ACKs.
     pub fast_resent: bool,
+    /// The latest copy is a tail-loss probe (see `Acked::probe_sent_at_us`).
+    pub probe: bool,
     /// Selectively acknowledged (kept until the cumulative ACK passes it).
     pub sacked: bool,
     /// Counted in `bytes_in_flight`.
@@ -40,8 +42,14 @@ pub struct Acked {
     pub bytes: usize,
     /// Smallest RTT among those sent exactly once.
     pub min_rtt_us: Option<u64>,
-    /// Latest transmission time among the packets acknowledged.
+    /// Latest transmission time among the packets acknowledged that were
+    /// sent exactly once.
     pub latest_sent_at_us: Option<u64>,
+    /// Latest transmission time among the tail-loss probes acknowledged. A
+    /// probe leaves after two round trips without progress, so when its ACK
+    /// comes back within a round trip, the probe (not an older copy) is what
+    /// arrived; the caller, who knows the RTT, decides.
+    pub probe_sent_at_us: Option<u64>,
 }
 
 /// The next thing the connection may put on the wire.
@@ -195,6 +203,7 @@ impl SendBuffer {
             need_resend: false,
             timeout_resend: false,
             fast_resent: false,
+            probe: false,
             sacked: false,
             in_flight: false,
         });
@@ -336,6 +345,13 @@ impl SendBuffer {
             // left: the ACK of a resent packet may be for the original (uTP
             // has no timestamp echo to tell), and after an RTT jump reading it
             // as the resend's ACK would declare everything older lost.
+            if p.probe {
+                acked.probe_sent_at_us = Some(
+                    acked
+                        .probe_sent_at_us
+                        .map_or(p.sent_at_us, |t| t.max(p.sent_at_us)),
+                );
+            }
             if p.transmissions == 1 {
                 acked.latest_sent_at_us = Some(
                     acked
@@ -401,6 +417,7 @@ impl SendBuffer {
         }
         p.need_resend = true;
         p.timeout_resend = timeout;
+        p.probe = false;
         if !timeout {
             p.fast_resent = true;
         }
@@ -481,6 +498,7 @@ impl SendBuffer {
         }
         p.need_resend = true;
         p.timeout_resend = false;
+        p.probe = true;
         Self::take_out_of_flight((&mut self.bytes_in_flight, &mut self.packets_in_flight), p);
         let seq = p.seq;
         self.lost.push_front(seq);
@@ -525,6 +543,7 @@ impl SendBuffer {
                 p.need_resend = true;
                 p.timeout_resend = true;
             }
+            p.probe = false;
             Self::take_out_of_flight((&mut self.bytes_in_flight, &mut self.packets_in_flight), p);
             let seq = p.seq;
             self.lost.push_back(seq);
