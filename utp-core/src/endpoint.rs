@@ -8,7 +8,10 @@
 //! 3. after any call, drain `poll_transmit` and `poll_event`.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
+
+// Keys come from the network: foldhash is fast and seeded per map.
+use foldhash::{HashMap, HashMapExt};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 

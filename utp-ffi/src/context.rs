@@ -3,7 +3,10 @@
 //! `driver.rs` holds the engine plumbing (transmits, events, callbacks).
 
 use std::cell::{Cell, RefCell, UnsafeCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+// Keys come from the network: foldhash is fast and seeded per map.
+use foldhash::HashMap;
 use std::net::SocketAddr;
 use std::os::raw::{c_int, c_void};
 

@@ -15,7 +15,9 @@
 //!
 //! Time is microseconds since the context started (monotonic `Instant`).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
