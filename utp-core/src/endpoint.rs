@@ -557,7 +557,6 @@ impl Endpoint {
             }
             return;
         }
-        entry.conn.refresh_stats();
         if entry.conn.ack_pending && !entry.in_ack_list {
             entry.in_ack_list = true;
             self.ack_list.push(h);
@@ -711,7 +710,7 @@ impl Endpoint {
     }
 
     /// Live statistics of a connection.
-    pub fn stats(&self, h: ConnectionHandle) -> Option<&ConnectionStats> {
+    pub fn stats(&self, h: ConnectionHandle) -> Option<ConnectionStats> {
         self.conns.get(&h.0).map(|e| e.conn.stats())
     }
 

@@ -120,7 +120,7 @@ impl Context {
         let Some(h) = s.handle.get() else {
             return;
         };
-        if let Some(Some(cs)) = self.with_engine(|e| e.stats(h).cloned()) {
+        if let Some(Some(cs)) = self.with_engine(|e| e.stats(h)) {
             s.set_stats(&cs);
         }
     }

@@ -175,7 +175,7 @@ impl Socket {
     /// The engine's statistics of this socket's connection.
     pub(crate) fn engine_stats(&self, ctx: &Context) -> Option<ConnectionStats> {
         let h = self.handle.get()?;
-        ctx.with_engine(|e| e.stats(h).cloned()).flatten()
+        ctx.with_engine(|e| e.stats(h)).flatten()
     }
 
     /// The engine's state of this socket's connection.

@@ -1035,13 +1035,13 @@ impl Connection {
         }
     }
 
-    /// Refresh the gauges in the statistics.
-    pub(crate) fn refresh_stats(&mut self) {
-        let rto = self.current_rto();
-        let s = &mut self.stats;
+    /// Statistics: the counters kept as packets pass, and the gauges (RTT,
+    /// windows, delays) read now.
+    pub fn stats(&self) -> ConnectionStats {
+        let mut s = self.stats.clone();
         s.rtt_us = self.rtt.srtt_us().unwrap_or(0);
         s.rttvar_us = self.rtt.rttvar_us();
-        s.rto_us = rto;
+        s.rto_us = self.current_rto();
         s.cwnd = self.cc.window() as u64;
         s.peer_window = self.peer_window as u64;
         s.bytes_in_flight = self.send.bytes_in_flight() as u64;
@@ -1049,11 +1049,7 @@ impl Connection {
         s.their_delay_us = self.their_delay.queuing_delay_us().unwrap_or(0);
         s.base_delay_us = self.our_delay.base_delay_us().unwrap_or(0);
         s.mtu_guess = self.cfg.max_packet_size as u32;
-    }
-
-    /// Statistics (call `refresh_stats` first for fresh gauges).
-    pub fn stats(&self) -> &ConnectionStats {
-        &self.stats
+        s
     }
 
     /// True when the SYN of a duplicate handshake matches this connection.

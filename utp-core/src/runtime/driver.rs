@@ -383,9 +383,7 @@ impl Driver {
                 }
             }
             Command::Stats(conn, reply) => {
-                let stats = self
-                    .lookup(&conn)
-                    .and_then(|h| self.endpoint.stats(h).cloned());
+                let stats = self.lookup(&conn).and_then(|h| self.endpoint.stats(h));
                 let _ = reply.try_send(stats);
             }
             Command::Shutdown => self.begin_shutdown(),

@@ -484,7 +484,7 @@ impl Peer {
             return;
         }
         if let Some(s) = ep.stats(h) {
-            self.flows[i].stats = Some(s.clone());
+            self.flows[i].stats = Some(s);
         }
         if self.flows[i].error.is_some() {
             return;
@@ -600,7 +600,7 @@ impl Peer {
         for f in &mut self.flows {
             if f.closed_at.is_none() {
                 if let Some(s) = ep.stats(f.handle) {
-                    f.stats = Some(s.clone());
+                    f.stats = Some(s);
                 }
             }
         }
