@@ -259,6 +259,13 @@ def build(need_ffi=True):
                 sh("gcc", "-o", os.path.join(BUILD, "ucat-ours"), obj, "-L", REL, "-lutp",
                    f"-Wl,-rpath,{REL}")
                 tools["ucat-ours"] = os.path.join(BUILD, "ucat-ours")
+                # The same with 4 MiB UDP buffers, like ucat-real-tuned.
+                out = os.path.join(BUILD, "ucat-ours-tuned")
+                sh("gcc", "-Wall", "-DPOSIX", "-O3", "-Dsocket=bench_tuned_socket", "-I",
+                   os.path.join(ROOT, "include"), os.path.join(ref, "src", "ucat.c"),
+                   os.path.join(ROOT, "bench", "c", "tuned_socket.c"), "-L", REL, "-lutp",
+                   f"-Wl,-rpath,{REL}", "-o", out)
+                tools["ucat-ours-tuned"] = out
                 out = os.path.join(BUILD, "pp-ours")
                 sh(*cc, "-I", os.path.join(ROOT, "include"), pp, "-L", REL, "-lutp",
                    f"-Wl,-rpath,{REL}", "-o", out)
@@ -732,8 +739,10 @@ def plot_all(results, outdir):
     files = []
     names = {"rust": "ours (Rust API)", "rust-nogso": "ours, GSO/GRO off",
              "ucat-ours": "ucat.c on our libutp", "ucat-real": "real libutp ucat",
+             "ucat-ours-tuned": "ucat.c on our libutp, 4 MiB buffers",
              "ucat-real-tuned": "real libutp ucat, 4 MiB buffers", "udp-gso": "plain UDP + GSO (ceiling)"}
     colors = {"rust": "#1f77b4", "rust-nogso": "#9ecae1", "ucat-ours": "#2ca02c", "ucat-real": "#d62728",
+              "ucat-ours-tuned": "#98df8a",
               "ucat-real-tuned": "#ff9896", "udp-gso": "#7f7f7f"}
     # Bulk goodput bars with min-max whiskers.
     bulk = results.get("bulk", [])
@@ -888,10 +897,12 @@ def bulk_table(bulk):
     return rows
 
 
-BULK_IMPLS = ["rust", "rust-nogso", "ucat-ours", "ucat-real", "ucat-real-tuned", "udp-gso"]
+BULK_IMPLS = ["rust", "rust-nogso", "ucat-ours", "ucat-ours-tuned", "ucat-real", "ucat-real-tuned",
+              "udp-gso"]
 IMPL_NAMES = {"rust": "ours, Rust API", "rust-nogso": "ours, Rust API, GSO/GRO off",
               "udp-gso": "plain UDP with GSO (ceiling, no protocol)",
-              "ucat-real-tuned": "real libutp, upstream ucat, 4 MiB UDP buffers", "ucat-ours": "ours, upstream ucat.c on our libutp",
+              "ucat-real-tuned": "real libutp, upstream ucat, 4 MiB UDP buffers",
+              "ucat-ours-tuned": "ours, upstream ucat.c on our libutp, 4 MiB UDP buffers", "ucat-ours": "ours, upstream ucat.c on our libutp",
               "ucat-real": "real libutp, upstream ucat", "pp-ours": "ours, C API (utp-ffi)",
               "pp-real": "real libutp, C API"}
 
@@ -944,6 +955,14 @@ def targets(res):
         if udp:
             x = g / med([r["mbit"] for r in udp])
             out.append((f"{link}: goodput ≥ 0.5× plain UDP with GSO", f"×{x:.2f}", x >= 0.5))
+        c_ours, c_real = rs("ucat-ours-tuned"), rs("ucat-real-tuned")
+        if c_ours and c_real:
+            x = med([r["mbit"] for r in c_ours]) / med([r["mbit"] for r in c_real])
+            out.append((f"{link}: drop-in (ucat.c, 4 MiB buffers): goodput ≥ 2× tuned libutp", f"×{x:.2f}", x >= 2))
+            for side, name in (("send", "sender"), ("recv", "receiver")):
+                k = f"cpu_{side}_per_gb"
+                c = med([r[k] for r in c_ours]) / med([r[k] for r in c_real])
+                out.append((f"{link}: drop-in: CPU per GB ≤ 0.4× tuned libutp, {name}", f"×{c:.2f}", c <= 0.4))
         slow = min(r["mbit"] for r in ours) / g
         out.append((f"{link}: no stalls (slowest run ≥ 80 % of median)", f"{slow * 100:.0f} %", slow >= 0.8))
     for sc in res.get("testbed", []):
@@ -1015,15 +1034,15 @@ def write_markdown(res, path, cmd, plots):
             def med(impl, f):
                 v = [f(r) for r in bulk if r["impl"] == impl and r["link"] == link]
                 return statistics.median(v) if v else None
-            for ref in ("ucat-real", "ucat-real-tuned"):
-                real = med(ref, lambda r: r["mbit"])
-                for impl in ("rust", "ucat-ours"):
-                    ours = med(impl, lambda r: r["mbit"])
-                    if ours and real:
-                        c_o = med(impl, lambda r: r["cpu_recv_per_gb"] + r["cpu_send_per_gb"])
-                        c_r = med(ref, lambda r: r["cpu_recv_per_gb"] + r["cpu_send_per_gb"])
-                        rat.append(f"- {link}, {IMPL_NAMES[impl]} vs {IMPL_NAMES[ref]}: goodput "
-                                   f"×{ours / real:.1f}, CPU per GB (both sides) ×{c_o / c_r:.2f}")
+            # Like for like: default buffers against default, tuned against tuned.
+            for impl, ref in (("rust", "ucat-real"), ("rust", "ucat-real-tuned"),
+                              ("ucat-ours", "ucat-real"), ("ucat-ours-tuned", "ucat-real-tuned")):
+                real, ours = med(ref, lambda r: r["mbit"]), med(impl, lambda r: r["mbit"])
+                if ours and real:
+                    c_o = med(impl, lambda r: r["cpu_recv_per_gb"] + r["cpu_send_per_gb"])
+                    c_r = med(ref, lambda r: r["cpu_recv_per_gb"] + r["cpu_send_per_gb"])
+                    rat.append(f"- {link}, {IMPL_NAMES[impl]} vs {IMPL_NAMES[ref]}: goodput "
+                               f"×{ours / real:.1f}, CPU per GB (both sides) ×{c_o / c_r:.2f}")
             ours, udp = med("rust", lambda r: r["mbit"]), med("udp-gso", lambda r: r["mbit"])
             if ours and udp:
                 rat.append(f"- {link}, {IMPL_NAMES['rust']} vs plain UDP with GSO: goodput ×{ours / udp:.2f}")
@@ -1140,7 +1159,7 @@ def main():
     try:
         tools = build(need_ffi=True)
         res["tools"] = {"ffi": tools["ffi"]}
-        impls = (["rust", "rust-nogso"] + (["ucat-ours"] if "ucat-ours" in tools else [])
+        impls = (["rust", "rust-nogso"] + [i for i in ("ucat-ours", "ucat-ours-tuned") if i in tools]
                  + ["ucat-real", "ucat-real-tuned", "udp-gso"])
         pp_impls = ["rust"] + (["pp-ours"] if "pp-ours" in tools else []) + ["pp-real"]
         netns_ok = can_netns()
