@@ -214,6 +214,16 @@ def cleanup():
 
 # ---------------------------------------------------------------- build
 
+def build_tuned_ucat(ref, include, libdir, name):
+    """Upstream ucat.c, unmodified, against the libutp in `libdir`, its UDP
+    socket given 4 MiB buffers (bench/c/tuned_socket.c)."""
+    out = os.path.join(BUILD, name)
+    sh("gcc", "-Wall", "-DPOSIX", "-O3", "-Dsocket=bench_tuned_socket", "-I", include,
+       os.path.join(ref, "src", "ucat.c"), os.path.join(ROOT, "bench", "c", "tuned_socket.c"),
+       "-L", libdir, "-lutp", f"-Wl,-rpath,{libdir}", "-o", out)
+    return out
+
+
 def build(need_ffi=True):
     log("building utpbench (cargo build --release --example utpbench)")
     r = subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "utpbench"],
@@ -236,12 +246,8 @@ def build(need_ffi=True):
     sh(*cc, "-I", os.path.join(ref, "include"), pp, "-L", os.path.join(ref, "lib"), "-lutp",
        f"-Wl,-rpath,{os.path.join(ref, 'lib')}", "-o", out)
     tools["pp-real"] = out
-    # Upstream ucat.c on real libutp with 4 MiB UDP buffers (bench/c/tuned_socket.c).
-    out = os.path.join(BUILD, "ucat-real-tuned")
-    sh("gcc", "-Wall", "-DPOSIX", "-O3", "-Dsocket=bench_tuned_socket", "-I", os.path.join(ref, "include"),
-       os.path.join(ref, "src", "ucat.c"), os.path.join(ROOT, "bench", "c", "tuned_socket.c"),
-       "-L", os.path.join(ref, "lib"), "-lutp", f"-Wl,-rpath,{os.path.join(ref, 'lib')}", "-o", out)
-    tools["ucat-real-tuned"] = out
+    tools["ucat-real-tuned"] = build_tuned_ucat(ref, os.path.join(ref, "include"),
+                                                os.path.join(ref, "lib"), "ucat-real-tuned")
     tools["ffi"] = None
     if need_ffi:
         # Our C ABI (utp-ffi): upstream's unmodified ucat.c and our ping-pong.
@@ -259,13 +265,8 @@ def build(need_ffi=True):
                 sh("gcc", "-o", os.path.join(BUILD, "ucat-ours"), obj, "-L", REL, "-lutp",
                    f"-Wl,-rpath,{REL}")
                 tools["ucat-ours"] = os.path.join(BUILD, "ucat-ours")
-                # The same with 4 MiB UDP buffers, like ucat-real-tuned.
-                out = os.path.join(BUILD, "ucat-ours-tuned")
-                sh("gcc", "-Wall", "-DPOSIX", "-O3", "-Dsocket=bench_tuned_socket", "-I",
-                   os.path.join(ROOT, "include"), os.path.join(ref, "src", "ucat.c"),
-                   os.path.join(ROOT, "bench", "c", "tuned_socket.c"), "-L", REL, "-lutp",
-                   f"-Wl,-rpath,{REL}", "-o", out)
-                tools["ucat-ours-tuned"] = out
+                tools["ucat-ours-tuned"] = build_tuned_ucat(ref, os.path.join(ROOT, "include"), REL,
+                                                            "ucat-ours-tuned")
                 out = os.path.join(BUILD, "pp-ours")
                 sh(*cc, "-I", os.path.join(ROOT, "include"), pp, "-L", REL, "-lutp",
                    f"-Wl,-rpath,{REL}", "-o", out)

@@ -50,33 +50,10 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-PIDS=()
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/interop-utpcat.XXXXXX")"
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+source "$SCRIPT_DIR/lib.sh"
+start_work interop-utpcat
 
 log() { echo "interop-utpcat: $*"; }
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-
-udp_bound() {   # is UDP port $1 bound on this host? (reads /proc)
-    local hex; hex=$(printf '%04X' "$1")
-    cat /proc/net/udp /proc/net/udp6 2>/dev/null |
-        awk 'NR > 1 { n = split($2, a, ":"); print toupper(a[n]) }' | grep -qx "$hex"
-}
-pick_port() {
-    local p i
-    for i in $(seq 1 50); do
-        p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
-        udp_bound "$p" || { echo "$p"; return 0; }
-    done
-    echo "no free UDP port found" >&2; return 1
-}
 wait_bound() {  # PORT PID
     local deadline=$(( $(now_ms) + 5000 ))
     until udp_bound "$1"; do
@@ -84,20 +61,6 @@ wait_bound() {  # PORT PID
         [ "$(now_ms)" -lt "$deadline" ] || { log "port $1 not bound after 5 s"; return 1; }
         sleep 0.01
     done
-}
-is_running() {  # PID: alive and not a zombie
-    kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]
-}
-# wait_exit PID SECONDS -> EXIT_CODE (a number, or "timeout")
-wait_exit() {
-    local pid=$1 deadline=$(( $(now_ms) + $2 * 1000 ))
-    while is_running "$pid" && [ "$(now_ms)" -lt "$deadline" ]; do sleep 0.02; done
-    if is_running "$pid"; then
-        EXIT_CODE=timeout
-    else
-        EXIT_CODE=0
-        wait "$pid" || EXIT_CODE=$?
-    fi
 }
 # wait_size FILE BYTES SECONDS -> 0 when FILE holds BYTES bytes; sets DONE_MS
 wait_size() {

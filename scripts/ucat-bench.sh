@@ -33,31 +33,10 @@ else
     LABEL="${BENCH_LABEL:-libutp->libutp}"
 fi
 
-PIDS=()
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/ucat-bench.XXXXXX")"
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+source "$SCRIPT_DIR/lib.sh"
+start_work ucat-bench
 
 now_ns() { date +%s%N; }
-udp_bound() {   # is UDP port $1 bound on this host? (reads /proc, no ss needed)
-    local hex; hex=$(printf '%04X' "$1")
-    cat /proc/net/udp /proc/net/udp6 2>/dev/null |
-        awk 'NR > 1 { n = split($2, a, ":"); print toupper(a[n]) }' | grep -qx "$hex"
-}
-pick_port() {
-    local p i
-    for i in $(seq 1 50); do
-        p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
-        udp_bound "$p" || { echo "$p"; return 0; }
-    done
-    echo "no free UDP port found" >&2; return 1
-}
 # user+system CPU seconds of a live process (0 if gone)
 cpu_s() {
     local tck; tck=$(getconf CLK_TCK)

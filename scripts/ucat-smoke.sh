@@ -22,50 +22,8 @@ BYTES="${SMOKE_BYTES:-307200}"
 TIMEOUT_S="${SMOKE_TIMEOUT:-10}"
 STRICT_EXIT="${SMOKE_STRICT_EXIT:-0}"
 
-PIDS=()
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/ucat-smoke.XXXXXX")"
-cleanup() {
-    local p
-    for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-
-# A free UDP port in 20000..59999 (not bound by anyone right now).
-pick_port() {
-    local p i
-    for i in $(seq 1 50); do
-        p=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
-        udp_bound "$p" || { echo "$p"; return 0; }
-    done
-    echo "no free UDP port found" >&2; return 1
-}
-
-udp_bound() {   # is UDP port $1 bound on this host? (reads /proc, no ss needed)
-    local hex; hex=$(printf '%04X' "$1")
-    cat /proc/net/udp /proc/net/udp6 2>/dev/null |
-        awk 'NR > 1 { n = split($2, a, ":"); print toupper(a[n]) }' | grep -qx "$hex"
-}
-
-# wait_exit PID SECONDS -> sets EXIT_CODE ("timeout" if still running)
-wait_exit() {
-    local pid=$1 deadline=$(( $(now_ms) + $2 * 1000 ))
-    while kill -0 "$pid" 2>/dev/null && [ "$(now_ms)" -lt "$deadline" ]; do
-        # a zombie child still answers kill -0; check its state
-        [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" = Z ] && break
-        sleep 0.05
-    done
-    if kill -0 "$pid" 2>/dev/null && [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" != Z ]; then
-        EXIT_CODE=timeout
-    else
-        EXIT_CODE=0
-        wait "$pid" || EXIT_CODE=$?
-    fi
-}
+source "$SCRIPT_DIR/lib.sh"
+start_work ucat-smoke
 
 # transfer NAME LISTEN_BIN SEND_BIN -> 0 if byte-exact
 transfer() {

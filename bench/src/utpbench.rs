@@ -14,7 +14,7 @@
 //! utpbench probe --to ADDR --interval-ms 50 --seconds S --log F
 //! utpbench pp-server --bind ADDR                            uTP ping-pong server
 //! utpbench pp-client --to ADDR --count N --size B --report F
-//! utpbench scale --conns N --total-bytes B --report F [--threads T]
+//! utpbench scale --conns N --total-bytes B --report F [--threads T] [--no-offload|--no-gso|--no-gro]
 //! utpbench udp-send --to ADDR --seconds S                   plain UDP, GSO (ceiling)
 //! utpbench udp-recv --bind ADDR --report F                  recvmmsg, counts bytes
 //! ```
@@ -264,8 +264,10 @@ fn runtime_config(a: &Args) -> RuntimeConfig {
     if a.flag("reno") {
         c.endpoint.congestion = CongestionKind::Reno;
     }
-    if a.flag("no-offload") {
+    if a.flag("no-offload") || a.flag("no-gso") {
         c.socket.gso = false;
+    }
+    if a.flag("no-offload") || a.flag("no-gro") {
         c.socket.gro = false;
     }
     c
@@ -405,18 +407,7 @@ fn cmd_utp_recv(a: &Args) {
     let (mut s, _peer) = ctx
         .accept()
         .unwrap_or_else(|e| die(&format!("accept: {e}")));
-    let counter = Arc::new(AtomicU64::new(0));
-    let logger = Logger::start(a.get("log"), counter.clone());
-    let mut t = RecvTrack::new(counter);
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => t.got(&buf[..n], true),
-            Err(e) => die(&format!("recv: {e}")),
-        }
-    }
-    logger.finish();
+    let t = receive_all(a, &mut s, "recv");
     let rep = t.report(expect, vec![]);
     s.shutdown(Shutdown::Write).ok();
     write_report(a.get("report"), &rep);
@@ -464,19 +455,26 @@ fn cmd_tcp_recv(a: &Args) {
     let (mut s, _) = l
         .accept()
         .unwrap_or_else(|e| die(&format!("tcp accept: {e}")));
+    let t = receive_all(a, &mut s, "tcp recv");
+    write_report(a.get("report"), &t.report(None, vec![]));
+}
+
+/// Reads `r` to its end, checking the pattern and logging progress
+/// (`--log`); dies on a read error.
+fn receive_all(a: &Args, r: &mut impl Read, what: &str) -> RecvTrack {
     let counter = Arc::new(AtomicU64::new(0));
     let logger = Logger::start(a.get("log"), counter.clone());
     let mut t = RecvTrack::new(counter);
     let mut buf = vec![0u8; 256 * 1024];
     loop {
-        match s.read(&mut buf) {
+        match r.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => t.got(&buf[..n], true),
-            Err(e) => die(&format!("tcp recv: {e}")),
+            Err(e) => die(&format!("{what}: {e}")),
         }
     }
     logger.finish();
-    write_report(a.get("report"), &t.report(None, vec![]));
+    t
 }
 
 fn cmd_echo(a: &Args) {
@@ -667,20 +665,10 @@ fn cmd_scale(a: &Args) {
     let per = (total / n as u64).max(4096);
     let threads = (a.num("threads").unwrap_or(16.0) as usize).clamp(1, n);
     let timeout = Duration::from_secs_f64(a.num("timeout").unwrap_or(120.0));
-    let mut cfg = RuntimeConfig::default();
+    let mut cfg = runtime_config(a);
     cfg.backlog = n + 16;
     cfg.endpoint.max_half_open = n + 16;
     cfg.endpoint.max_connections = 2 * n + 64;
-    if a.flag("no-offload") {
-        cfg.socket.gso = false;
-        cfg.socket.gro = false;
-    }
-    if a.flag("no-gso") {
-        cfg.socket.gso = false;
-    }
-    if a.flag("no-gro") {
-        cfg.socket.gro = false;
-    }
     let server = UtpContext::bind_with_config("127.0.0.1:0".parse().unwrap(), cfg.clone())
         .unwrap_or_else(|e| die(&format!("bind: {e}")));
     let saddr = server.local_addr().unwrap();

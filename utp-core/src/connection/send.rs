@@ -346,20 +346,10 @@ impl SendBuffer {
             // has no timestamp echo to tell), and after an RTT jump reading it
             // as the resend's ACK would declare everything older lost.
             if p.probe {
-                acked.probe_sent_at_us = Some(
-                    acked
-                        .probe_sent_at_us
-                        .map_or(p.sent_at_us, |t| t.max(p.sent_at_us)),
-                );
+                acked.probe_sent_at_us = acked.probe_sent_at_us.max(Some(p.sent_at_us));
             }
             if p.transmissions == 1 {
-                acked.latest_sent_at_us = Some(
-                    acked
-                        .latest_sent_at_us
-                        .map_or(p.sent_at_us, |t| t.max(p.sent_at_us)),
-                );
-            }
-            if p.transmissions == 1 {
+                acked.latest_sent_at_us = acked.latest_sent_at_us.max(Some(p.sent_at_us));
                 let rtt = now_us.saturating_sub(p.sent_at_us);
                 acked.min_rtt_us = Some(acked.min_rtt_us.map_or(rtt, |m| m.min(rtt)));
             }
