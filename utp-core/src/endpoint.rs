@@ -733,6 +733,24 @@ impl Endpoint {
             .count()
     }
 
+    /// Our FIN on this connection was acknowledged: the peer has every byte
+    /// we sent. False for unknown handles.
+    pub fn fin_acked(&self, h: ConnectionHandle) -> bool {
+        self.conns.get(&h.0).is_some_and(|e| e.conn.fin_acked())
+    }
+
+    /// Connections that still owe their peer data: all but those closed by
+    /// the application whose FIN was acknowledged, and those lingering in
+    /// TIME_WAIT. A process may exit once this is zero without losing bytes.
+    pub fn undelivered_connection_count(&self) -> usize {
+        self.conns
+            .values()
+            .filter(|e| {
+                e.conn.state() != State::TimeWait && !(e.conn.app_closed() && e.conn.fin_acked())
+            })
+            .count()
+    }
+
     /// Number of live connections (including those finishing their close).
     pub fn connection_count(&self) -> usize {
         self.conns.len()

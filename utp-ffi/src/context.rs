@@ -14,7 +14,7 @@ use utp_core::{ConnectionHandle, Endpoint, EndpointConfig, Event};
 
 use crate::ffi_guard::{guard, try_or};
 use crate::names::*;
-use crate::pool::{Pool, MAGIC_DEAD, MAGIC_LIVE};
+use crate::pool::{Pool, MAGIC_CONTEXT, MAGIC_DEAD};
 use crate::socket::Socket;
 use crate::types::*;
 
@@ -70,7 +70,9 @@ pub(crate) struct CtxState {
 }
 
 /// The object behind a `utp_context *`.
+#[repr(C)]
 pub(crate) struct Context {
+    /// First field: every handle type has its own magic at offset 0.
     magic: Cell<u32>,
     pub(crate) callbacks: [Cell<Option<CallbackFn>>; CALLBACK_COUNT],
     pub(crate) userdata: Cell<*mut c_void>,
@@ -127,7 +129,7 @@ impl Context {
         self.last_us.set(0);
         self.last_ms.set(0);
         self.last_check_ms.set(None);
-        self.magic.set(MAGIC_LIVE);
+        self.magic.set(MAGIC_CONTEXT);
     }
 
     fn alloc() -> &'static Context {
@@ -139,7 +141,7 @@ impl Context {
     }
 
     pub(crate) fn is_live(&self) -> bool {
-        self.magic.get() == MAGIC_LIVE
+        self.magic.get() == MAGIC_CONTEXT
     }
 
     /// The live context behind a C pointer; `None` for NULL, misaligned or destroyed.

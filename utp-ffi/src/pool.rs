@@ -12,8 +12,13 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-/// Magic value of a live object.
-pub(crate) const MAGIC_LIVE: u32 = 0x7574_7031; // "utp1"
+/// Magic values of live objects, one per handle type, so that a pointer of
+/// one type passed where another is expected is refused, never reinterpreted.
+/// Each object type keeps its magic as its first field (`#[repr(C)]`).
+pub(crate) const MAGIC_CONTEXT: u32 = 0x7574_7063; // "utpc"
+pub(crate) const MAGIC_SOCKET: u32 = 0x7574_7073; // "utps"
+pub(crate) const MAGIC_THREADED_CONTEXT: u32 = 0x7574_7443; // "uttC"
+pub(crate) const MAGIC_THREADED_SOCKET: u32 = 0x7574_7453; // "uttS"
 /// Magic value of a tombstone.
 pub(crate) const MAGIC_DEAD: u32 = 0xdead_7570;
 

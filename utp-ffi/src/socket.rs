@@ -18,7 +18,7 @@ use crate::addr::{self, CAddr};
 use crate::callbacks::LogLevel;
 use crate::context::Context;
 use crate::ffi_guard::{guard, try_or};
-use crate::pool::{Pool, MAGIC_DEAD, MAGIC_LIVE};
+use crate::pool::{Pool, MAGIC_DEAD, MAGIC_SOCKET};
 use crate::types::*;
 use crate::wire;
 
@@ -30,7 +30,9 @@ const SHUT_RD: c_int = libc::SHUT_RD;
 const SHUT_WR: c_int = libc::SHUT_WR;
 
 /// The object behind a `utp_socket *`.
+#[repr(C)]
 pub(crate) struct Socket {
+    /// First field: every handle type has its own magic at offset 0.
     magic: Cell<u32>,
     pub(crate) ctx: Cell<Option<&'static Context>>,
     pub(crate) userdata: Cell<*mut c_void>,
@@ -120,12 +122,12 @@ impl Socket {
         self.app_buffered.set(0);
         // SAFETY: a fresh socket's stats are referenced by nobody.
         unsafe { *self.stats.get() = utp_socket_stats::default() };
-        self.magic.set(MAGIC_LIVE);
+        self.magic.set(MAGIC_SOCKET);
     }
 
     /// Turn into a tombstone and queue the memory for (much) later reuse.
     pub(crate) fn kill(&'static self) {
-        if self.magic.get() != MAGIC_LIVE {
+        if self.magic.get() != MAGIC_SOCKET {
             return;
         }
         self.magic.set(MAGIC_DEAD);
@@ -134,7 +136,7 @@ impl Socket {
     }
 
     pub(crate) fn is_live(&self) -> bool {
-        self.magic.get() == MAGIC_LIVE
+        self.magic.get() == MAGIC_SOCKET
     }
 
     pub(crate) fn as_ptr(&self) -> *mut utp_socket {

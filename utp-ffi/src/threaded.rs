@@ -5,9 +5,9 @@
 //! A `utpt_context` owns one UDP socket and one I/O thread (utp-core's
 //! runtime). `utpt_socket`s are connections on it, incoming or outgoing.
 //! Every call is thread-safe; a socket may be read by one thread while
-//! another writes it. `utpt_fd` / `utpt_context_fd` give an `eventfd` that
-//! polls readable while the handle is ready, fed by the handle layer's
-//! readiness callbacks (they run on the I/O thread).
+//! another writes it. `utpt_fd` / `utpt_context_fd` are the handle layer's
+//! own pollable descriptors (`StreamHandle::poll_fd`, level-triggered
+//! eventfds), shared with the Python and Node bindings.
 //!
 //! Handles are never returned to the allocator: a closed handle becomes a
 //! tombstone (see `pool.rs`) and every later call with it fails with `EBADF`.
@@ -19,23 +19,22 @@
 //! (`utp-ffi/cbindgen-threaded.toml`); `lib.rs` hides this module from the
 //! `utp.h` run.
 
-mod notify;
-
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::os::raw::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use utp_core::runtime::{ContextHandle, ExitWatch, RuntimeConfig, StreamHandle, UtpContext, Wait};
+use utp_core::runtime::error::errno_of;
+use utp_core::runtime::{
+    ContextHandle, ExitWatch, Interest, RuntimeConfig, StreamHandle, UtpContext, Wait,
+};
 
 use crate::addr::{self, CAddr};
-use crate::pool::{Pool, MAGIC_DEAD, MAGIC_LIVE};
+use crate::pool::{Pool, MAGIC_DEAD, MAGIC_THREADED_CONTEXT, MAGIC_THREADED_SOCKET};
 use crate::types::{sockaddr, socklen_t, ssize_t};
-use notify::Notifier;
 
 /// `utpt_readiness` bit: a read would not block (data, end of stream or error).
 pub const UTPT_READABLE: c_int = 1;
@@ -65,7 +64,14 @@ pub struct utpt_socket {
 static CONTEXTS: Pool = Pool::new(64);
 static SOCKETS: Pool = Pool::new(1024);
 
-/// The memory behind a C handle: a magic number and the shared object.
+/// The objects behind the two handle types, each with its own magic number.
+trait Tagged {
+    const MAGIC: u32;
+}
+
+/// The memory behind a C handle: a magic number (first, so that every
+/// handle type has it at the same offset) and the shared object.
+#[repr(C)]
 struct Obj<T> {
     magic: AtomicU32,
     inner: Mutex<Option<Arc<T>>>,
@@ -74,12 +80,12 @@ struct Obj<T> {
 impl<T> std::fmt::Debug for Obj<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Obj")
-            .field("live", &(self.magic.load(Ordering::Acquire) == MAGIC_LIVE))
+            .field("live", &(self.magic.load(Ordering::Acquire) != MAGIC_DEAD))
             .finish_non_exhaustive()
     }
 }
 
-impl<T: Send + Sync + 'static> Obj<T> {
+impl<T: Tagged + Send + Sync + 'static> Obj<T> {
     /// A live handle for `value`.
     ///
     /// # Safety
@@ -93,7 +99,7 @@ impl<T: Send + Sync + 'static> Obj<T> {
             })
         });
         *o.inner.lock().unwrap_or_else(|e| e.into_inner()) = Some(value);
-        o.magic.store(MAGIC_LIVE, Ordering::Release);
+        o.magic.store(T::MAGIC, Ordering::Release);
         o
     }
 
@@ -105,7 +111,8 @@ impl<T: Send + Sync + 'static> Obj<T> {
         // that are never freed; foreign pointers are the caller's undefined
         // behaviour, as with any C API.
         let o = unsafe { &*(p as *const Obj<T>) };
-        (o.magic.load(Ordering::Acquire) == MAGIC_LIVE).then_some(o)
+        // A handle of the other type has another magic: refused, never read.
+        (o.magic.load(Ordering::Acquire) == T::MAGIC).then_some(o)
     }
 
     /// The object, if the handle is live.
@@ -129,26 +136,27 @@ impl<T: Send + Sync + 'static> Obj<T> {
 
 struct Ctx {
     handle: Arc<ContextHandle>,
-    notifier: OnceLock<Notifier>,
-    closed: AtomicBool,
 }
 
-impl Ctx {
-    fn refresh_fd(&self) {
-        if let Some(n) = self.notifier.get() {
-            n.update(|| self.handle.accept_ready() || self.closed.load(Ordering::Acquire));
-        }
-    }
+impl Tagged for Ctx {
+    const MAGIC: u32 = MAGIC_THREADED_CONTEXT;
 }
 
 struct Sock {
     handle: StreamHandle,
-    /// Which readiness bits make `utpt_fd` readable.
-    fd_events: AtomicI32,
-    notifier: OnceLock<Notifier>,
+    /// What makes `utpt_fd` readable (`Interest` bits).
+    fd_interest: AtomicU8,
+}
+
+impl Tagged for Sock {
+    const MAGIC: u32 = MAGIC_THREADED_SOCKET;
 }
 
 impl Sock {
+    fn fd_interest(&self) -> Interest {
+        Interest::from_bits(self.fd_interest.load(Ordering::Acquire))
+    }
+
     fn mask(&self) -> c_int {
         let r = self.handle.readiness();
         let mut m = 0;
@@ -166,12 +174,6 @@ impl Sock {
         }
         m
     }
-
-    fn refresh_fd(&self) {
-        if let Some(n) = self.notifier.get() {
-            n.update(|| self.mask() & self.fd_events.load(Ordering::Acquire) != 0);
-        }
-    }
 }
 
 fn ctx_get(p: *mut utpt_context) -> Option<Arc<Ctx>> {
@@ -185,8 +187,7 @@ fn sock_get(p: *mut utpt_socket) -> Option<Arc<Sock>> {
 fn new_socket(handle: StreamHandle) -> *mut utpt_socket {
     let s = Arc::new(Sock {
         handle,
-        fd_events: AtomicI32::new(UTPT_READABLE),
-        notifier: OnceLock::new(),
+        fd_interest: AtomicU8::new(Interest::READABLE.bits()),
     });
     // SAFETY: SOCKETS holds only `Obj<Sock>`.
     let o = unsafe { Obj::alloc(&SOCKETS, s) };
@@ -198,26 +199,6 @@ fn new_socket(handle: StreamHandle) -> *mut utpt_socket {
 fn set_errno(e: c_int) {
     // SAFETY: the calling thread's errno slot.
     unsafe { *libc::__errno_location() = e };
-}
-
-fn errno_of(e: &io::Error) -> c_int {
-    if let Some(code) = e.raw_os_error() {
-        return code;
-    }
-    use io::ErrorKind::*;
-    match e.kind() {
-        WouldBlock => libc::EAGAIN,
-        TimedOut => libc::ETIMEDOUT,
-        ConnectionRefused => libc::ECONNREFUSED,
-        ConnectionReset => libc::ECONNRESET,
-        ConnectionAborted => libc::ECONNABORTED,
-        BrokenPipe => libc::EPIPE,
-        InvalidInput => libc::EINVAL,
-        NotConnected => libc::ENOTCONN,
-        AddrInUse => libc::EADDRINUSE,
-        AddrNotAvailable => libc::EADDRNOTAVAIL,
-        _ => libc::EIO,
-    }
 }
 
 /// The panic boundary of this API: a panic returns `fail` with errno `EIO`.
@@ -259,15 +240,6 @@ fn put_addr(a: SocketAddr, out: *mut sockaddr, len: *mut socklen_t) -> Result<()
     Ok(())
 }
 
-/// Make an eventfd for a handle, once; `true` if this call created it.
-fn install_notifier(cell: &OnceLock<Notifier>) -> Result<bool, c_int> {
-    if cell.get().is_some() {
-        return Ok(false);
-    }
-    let n = Notifier::new().map_err(|e| errno_of(&e))?;
-    Ok(cell.set(n).is_ok())
-}
-
 // ----------------------------------------------------------------- contexts
 
 /// Bind a UDP socket to `addr` (IPv4 or IPv6; NULL means 0.0.0.0 port 0) and
@@ -284,12 +256,14 @@ pub extern "C" fn utpt_bind(addr: *const sockaddr, addrlen: socklen_t) -> *mut u
             // SAFETY: `addr` covers `addrlen` bytes (caller's contract).
             unsafe { addr::from_c(addr, addrlen) }.ok_or(libc::EINVAL)?
         };
-        let ctx = UtpContext::bind_with_config(local, RuntimeConfig::default())
-            .map_err(|e| errno_of(&e))?;
+        // utpt_context_close has its own wait; utpt_close never blocks.
+        let config = RuntimeConfig {
+            linger_on_drop: false,
+            ..RuntimeConfig::default()
+        };
+        let ctx = UtpContext::bind_with_config(local, config).map_err(|e| errno_of(&e))?;
         let c = Arc::new(Ctx {
             handle: ctx.handle().clone(),
-            notifier: OnceLock::new(),
-            closed: AtomicBool::new(false),
         });
         // SAFETY: CONTEXTS holds only `Obj<Ctx>`.
         let o = unsafe { Obj::alloc(&CONTEXTS, c) };
@@ -363,9 +337,6 @@ pub extern "C" fn utpt_accept(
         // Wait in slices so that utpt_context_close from another thread ends it.
         const SLICE: Duration = Duration::from_millis(100);
         let r = loop {
-            if c.closed.load(Ordering::Acquire) {
-                break Err(libc::EBADF);
-            }
             let slice = match (timeout_ms, deadline) {
                 (0, _) => Duration::ZERO,
                 (_, Some(d)) => {
@@ -387,7 +358,6 @@ pub extern "C" fn utpt_accept(
                 Err(e) => break Err(errno_of(&e)),
             }
         };
-        c.refresh_fd();
         let h = r?;
         if !peer.is_null() {
             put_addr(h.peer_addr(), peer, peerlen)?;
@@ -404,16 +374,9 @@ pub extern "C" fn utpt_accept(
 pub extern "C" fn utpt_context_fd(ctx: *mut utpt_context) -> c_int {
     guard(-1, || {
         let c = ctx_get(ctx).ok_or(libc::EBADF)?;
-        if install_notifier(&c.notifier)? {
-            let weak: Weak<Ctx> = Arc::downgrade(&c);
-            c.handle.set_accept_callback(Some(Box::new(move || {
-                if let Some(c) = weak.upgrade() {
-                    c.refresh_fd();
-                }
-            })));
-        }
-        c.refresh_fd();
-        Ok(c.notifier.get().map_or(-1, |n| n.as_raw_fd()))
+        c.handle
+            .poll_fd(Interest::ACCEPTABLE)
+            .map_err(|e| errno_of(&e))
     })
 }
 
@@ -429,8 +392,8 @@ pub extern "C" fn utpt_context_fd(ctx: *mut utpt_context) -> c_int {
 pub extern "C" fn utpt_context_close(ctx: *mut utpt_context, timeout_ms: c_int) -> c_int {
     guard(-1, || {
         let c = Obj::<Ctx>::take(ctx as *const c_void, &CONTEXTS).ok_or(libc::EBADF)?;
-        c.closed.store(true, Ordering::Release);
-        c.handle.set_accept_callback(None);
+        // Wakes utpt_accept callers (EBADF) and pollers of utpt_context_fd.
+        c.handle.close();
         let watch: ExitWatch = c.handle.exit_watch();
         drop(c);
         let done = match timeout_ms {
@@ -476,7 +439,6 @@ pub extern "C" fn utpt_read(
         // SAFETY: the caller passes `len` writable bytes at `buf`.
         let out = unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, len) };
         let r = s.handle.read(out, wait_of(timeout_ms));
-        s.refresh_fd();
         r.map(|n| n as ssize_t).map_err(|e| errno_of(&e))
     })
 }
@@ -506,7 +468,6 @@ pub extern "C" fn utpt_write(
             unsafe { std::slice::from_raw_parts(buf as *const u8, len) }
         };
         let r = s.handle.write(data, wait_of(timeout_ms));
-        s.refresh_fd();
         r.map(|n| n as ssize_t).map_err(|e| errno_of(&e))
     })
 }
@@ -528,7 +489,6 @@ pub extern "C" fn utpt_shutdown(s: *mut utpt_socket, how: c_int) -> c_int {
                 .and_then(|_| s.handle.shutdown_read()),
             _ => return Err(libc::EINVAL),
         };
-        s.refresh_fd();
         r.map(|_| 0).map_err(|e| errno_of(&e))
     })
 }
@@ -543,7 +503,6 @@ pub extern "C" fn utpt_shutdown(s: *mut utpt_socket, how: c_int) -> c_int {
 pub extern "C" fn utpt_close(s: *mut utpt_socket) -> c_int {
     guard(-1, || {
         let s = Obj::<Sock>::take(s as *const c_void, &SOCKETS).ok_or(libc::EBADF)?;
-        s.handle.set_readiness_callback(None);
         // Wake other threads blocked on it; the FIN goes out after queued data.
         let _ = s.handle.shutdown_write();
         let _ = s.handle.shutdown_read();
@@ -584,16 +543,9 @@ pub extern "C" fn utpt_readiness(s: *mut utpt_socket) -> c_int {
 pub extern "C" fn utpt_fd(s: *mut utpt_socket) -> c_int {
     guard(-1, || {
         let s = sock_get(s).ok_or(libc::EBADF)?;
-        if install_notifier(&s.notifier)? {
-            let weak: Weak<Sock> = Arc::downgrade(&s);
-            s.handle.set_readiness_callback(Some(Box::new(move || {
-                if let Some(s) = weak.upgrade() {
-                    s.refresh_fd();
-                }
-            })));
-        }
-        s.refresh_fd();
-        Ok(s.notifier.get().map_or(-1, |n| n.as_raw_fd()))
+        // The first call makes the descriptor, polling for UTPT_READABLE;
+        // later calls keep the events utpt_set_fd_events chose.
+        s.handle.poll_fd(s.fd_interest()).map_err(|e| errno_of(&e))
     })
 }
 
@@ -607,8 +559,15 @@ pub extern "C" fn utpt_set_fd_events(s: *mut utpt_socket, events: c_int) -> c_in
         if events == 0 || events & !(UTPT_READABLE | UTPT_WRITABLE) != 0 {
             return Err(libc::EINVAL);
         }
-        s.fd_events.store(events, Ordering::Release);
-        s.refresh_fd();
+        let mut interest = Interest::NONE;
+        if events & UTPT_READABLE != 0 {
+            interest |= Interest::READABLE;
+        }
+        if events & UTPT_WRITABLE != 0 {
+            interest |= Interest::WRITABLE;
+        }
+        s.fd_interest.store(interest.bits(), Ordering::Release);
+        s.handle.poll_fd(interest).map_err(|e| errno_of(&e))?;
         Ok(0)
     })
 }

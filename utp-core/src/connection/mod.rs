@@ -1062,6 +1062,16 @@ impl Connection {
         self.send_state(io);
     }
 
+    /// Our FIN was acknowledged: the peer has every byte we sent.
+    pub fn fin_acked(&self) -> bool {
+        self.send.fin_acked()
+    }
+
+    /// The application closed this connection and the engine finishes it.
+    pub fn app_closed(&self) -> bool {
+        self.app_closed
+    }
+
     /// True once the endpoint may forget this connection.
     pub(crate) fn is_dead(&self) -> bool {
         self.state == State::Dead

@@ -6,7 +6,7 @@
 //!     error queue → ICMP port unreachable fails connections still connecting
 //!     up to a few recvmmsg batches: handle_datagram each, flush_acks once per batch
 //!     handle_timeout when due
-//!     commands from user threads (connect, kick, stats, shutdown)
+//!     commands from user threads (connect, kick, datagram, shutdown)
 //!     events → shared state; sends and receives between handles and engine
 //!     poll_transmit → sendmmsg (kept queued on EAGAIN until POLLOUT)
 //!     wake waiters and run callbacks, no lock held
@@ -22,18 +22,20 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, TryRecvError};
 use parking_lot::Mutex;
 
-use crate::endpoint::{ConnectionHandle, Endpoint, Event, StreamError, Transmit};
+use crate::endpoint::{ConnectionHandle, DatagramKind, Endpoint, Event, StreamError, Transmit};
 
 use super::handle::{
     AcceptState, Command, ConnShared, ContextHandle, ContextShared, Phase, RuntimeConfig,
+    MAX_QUEUED_DATAGRAMS,
 };
+use super::readiness::Interest;
 use super::udp::{IcmpError, IcmpKind, RecvBatch, SendBatch, UdpSocket, BATCH};
 use super::waker::Waker;
 
@@ -45,6 +47,8 @@ const MAX_QUEUED_TRANSMITS: usize = 4 * BATCH;
 const ENOBUFS_RETRY_US: u64 = 1_000;
 /// Scratch buffer for moving received bytes from the engine to a handle.
 const READ_CHUNK: usize = 64 * 1024;
+/// A busy connection's statistics snapshot is refreshed at most this often.
+const STATS_REFRESH_US: u64 = 1_000;
 
 /// Starts a context: binds the socket, spawns the I/O thread.
 pub(crate) fn start(addr: SocketAddr, config: RuntimeConfig) -> io::Result<Arc<ContextHandle>> {
@@ -55,6 +59,7 @@ pub(crate) fn start(addr: SocketAddr, config: RuntimeConfig) -> io::Result<Arc<C
     if config.backlog == 0 {
         endpoint_config.accept_incoming = false;
     }
+    let accepting = Arc::new(AtomicBool::new(endpoint_config.accept_incoming));
     let shared = Arc::new(ContextShared {
         waker,
         local_addr: socket.local_addr(),
@@ -65,6 +70,12 @@ pub(crate) fn start(addr: SocketAddr, config: RuntimeConfig) -> io::Result<Arc<C
         config,
         accept_cond: Default::default(),
         listener_callback: Mutex::new(None),
+        listener_callback_armed: AtomicBool::new(true),
+        accepting: accepting.clone(),
+        closed: AtomicBool::new(false),
+        datagrams: Default::default(),
+        notifier: Default::default(),
+        interest: AtomicU8::new(Interest::ACCEPTABLE.bits()),
         dead: Default::default(),
         exited: Mutex::new(false),
         exited_cond: Default::default(),
@@ -76,7 +87,9 @@ pub(crate) fn start(addr: SocketAddr, config: RuntimeConfig) -> io::Result<Arc<C
     let name = format!("utp-io-{}", shared.local_addr.port());
     std::thread::Builder::new().name(name).spawn(move || {
         super::handle::ON_IO_THREAD.with(|f| f.set(true));
-        let endpoint = Endpoint::new(endpoint_config, seed);
+        let mut endpoint = Endpoint::new(endpoint_config, seed);
+        // `ContextHandle::set_accepting(false)` ignores SYNs from then on.
+        endpoint.set_accept_filter(Some(Box::new(move |_| accepting.load(Ordering::Relaxed))));
         let mut driver = Driver {
             start: Instant::now(),
             endpoint,
@@ -88,6 +101,7 @@ pub(crate) fn start(addr: SocketAddr, config: RuntimeConfig) -> io::Result<Arc<C
             transmits: VecDeque::new(),
             conns: HashMap::new(),
             closing: HashSet::new(),
+            fin_watch: HashSet::new(),
             write_retry: HashSet::new(),
             to_wake: Vec::new(),
             wake_listener: false,
@@ -154,6 +168,22 @@ struct IoConn {
     eof_event: bool,
     /// Already queued in `to_wake`.
     wake_queued: bool,
+    /// When the statistics snapshot was last refreshed (µs).
+    stats_at: Option<u64>,
+}
+
+impl IoConn {
+    fn new(shared: Arc<ConnShared>) -> IoConn {
+        IoConn {
+            shared,
+            fin_sent: false,
+            engine_closed: false,
+            close_deadline: None,
+            eof_event: false,
+            wake_queued: false,
+            stats_at: None,
+        }
+    }
 }
 
 struct Driver {
@@ -168,6 +198,9 @@ struct Driver {
     conns: HashMap<ConnectionHandle, IoConn>,
     /// Connections closed by the user with data still in their handle.
     closing: HashSet<ConnectionHandle>,
+    /// Connections whose FIN was sent but not yet acknowledged: looked at
+    /// after every round, since an ACK raises no engine event.
+    fin_watch: HashSet<ConnectionHandle>,
     /// Connections whose engine write said `NotConnected` (accepted, waiting
     /// for the peer's first data): retried after every round of events.
     write_retry: HashSet<ConnectionHandle>,
@@ -227,7 +260,16 @@ impl Driver {
                     let now = self.now();
                     for (from, data) in self.recv_batch.datagrams() {
                         self.stats.datagrams_received += 1;
-                        let _ = self.endpoint.handle_datagram(now, from, data);
+                        if self.endpoint.handle_datagram(now, from, data) == DatagramKind::NotUtp {
+                            let mut q = self.shared.datagrams.lock();
+                            if q.enabled {
+                                if q.queue.len() >= MAX_QUEUED_DATAGRAMS {
+                                    q.queue.pop_front();
+                                }
+                                q.queue.push_back((data.to_vec(), from));
+                                self.wake_listener = true;
+                            }
+                        }
                     }
                     self.endpoint.flush_acks(now);
                     self.settle();
@@ -258,12 +300,12 @@ impl Driver {
 
             if self.shutting_down {
                 let now = self.now();
-                // Connections that only linger after a finished close (to
-                // re-acknowledge a lost last ACK) don't keep the thread: every
-                // byte was delivered both ways, and a program should not wait
-                // two seconds to exit after a complete transfer.
+                // Connections whose every byte (and FIN) was acknowledged
+                // don't keep the thread, even if the peer has not closed its
+                // side yet: nothing of ours can be lost any more, and a
+                // program should not wait to exit after a complete transfer.
                 let done = self.conns.is_empty()
-                    && self.endpoint.active_connection_count() == 0
+                    && self.endpoint.undelivered_connection_count() == 0
                     && self.transmits.is_empty();
                 if done || self.exit_deadline.is_some_and(|d| now >= d) {
                     // Push out whatever the engine still has (FINs, RESETs).
@@ -365,26 +407,20 @@ impl Driver {
                 }
                 let h = self.endpoint.connect(now, conn.peer);
                 conn.engine.store(h.0, Ordering::SeqCst);
-                self.conns.insert(
-                    h,
-                    IoConn {
-                        shared: conn,
-                        fin_sent: false,
-                        engine_closed: false,
-                        close_deadline: None,
-                        eof_event: false,
-                        wake_queued: false,
-                    },
-                );
+                self.conns.insert(h, IoConn::new(conn));
+                // Closed or aborted before the I/O thread saw it.
+                self.service(h);
             }
             Command::Kick(conn) => {
                 if let Some(h) = self.lookup(&conn) {
                     self.service(h);
                 }
             }
-            Command::Stats(conn, reply) => {
-                let stats = self.lookup(&conn).and_then(|h| self.endpoint.stats(h));
-                let _ = reply.try_send(stats);
+            Command::SendDatagram(contents, destination) => {
+                self.transmits.push_back(Transmit {
+                    destination,
+                    contents,
+                });
             }
             Command::Shutdown => self.begin_shutdown(),
         }
@@ -451,6 +487,13 @@ impl Driver {
         let mut remove = false;
         let mut st = ioc.shared.state.lock();
         st.kick_queued = false;
+        if st.abort && !ioc.engine_closed {
+            ioc.engine_closed = true;
+            drop(st);
+            self.endpoint.reset(now, h);
+            self.forget(h);
+            return;
+        }
         let usable = !ioc.engine_closed && st.error.is_none() && st.phase == Phase::Connected;
 
         // Send path.
@@ -490,7 +533,9 @@ impl Driver {
                 if st.write_shut && !ioc.fin_sent && st.error.is_none() {
                     ioc.fin_sent = true;
                     match self.endpoint.shutdown_write(now, h) {
-                        Ok(()) => {}
+                        Ok(()) => {
+                            self.fin_watch.insert(h);
+                        }
                         Err(StreamError::Failed(e)) => {
                             st.error = Some(e);
                             notify = true;
@@ -550,12 +595,14 @@ impl Driver {
         // Close once the handle's queue drained (or linger ran out, or the
         // connection already failed).
         if st.user_closed && !ioc.engine_closed {
-            let drained = st.send.is_empty() || st.error.is_some() || st.phase != Phase::Connected;
+            // Bytes written while connecting wait for the handshake.
+            let drained = st.send.is_empty() || st.error.is_some() || st.phase == Phase::Closed;
             let linger_over = ioc.close_deadline.is_some_and(|d| now >= d);
             if drained || linger_over {
                 ioc.engine_closed = true;
                 self.closing.remove(&h);
                 self.write_retry.remove(&h);
+                self.fin_watch.remove(&h);
                 drop(st);
                 self.endpoint.close(now, h);
                 // The engine owns the rest (delivery, FIN, linger); nobody
@@ -569,7 +616,18 @@ impl Driver {
                 drop(st);
             }
         } else {
-            drop(st);
+            // A snapshot for `StreamHandle::stats`, which never waits.
+            let stale = ioc
+                .stats_at
+                .is_none_or(|t| now.saturating_sub(t) >= STATS_REFRESH_US);
+            if st.stats_wanted || (notify && stale) {
+                st.stats_wanted = false;
+                ioc.stats_at = Some(now);
+                drop(st);
+                *ioc.shared.stats.lock() = self.endpoint.stats(h);
+            } else {
+                drop(st);
+            }
         }
 
         if notify && !ioc.wake_queued {
@@ -581,12 +639,28 @@ impl Driver {
         }
     }
 
+    /// Drops the driver's record of a connection the engine now owns alone.
+    fn forget(&mut self, h: ConnectionHandle) {
+        self.closing.remove(&h);
+        self.write_retry.remove(&h);
+        self.fin_watch.remove(&h);
+        if let Some(c) = self.conns.remove(&h) {
+            c.shared.state.lock().phase = Phase::Closed;
+            self.to_wake.push(c.shared);
+        }
+    }
+
     fn handle_event(&mut self, ev: Event) {
         let now = self.now();
         match ev {
             Event::Connected(h) => {
                 if let Some(c) = self.conns.get(&h) {
-                    c.shared.state.lock().phase = Phase::Connected;
+                    {
+                        let mut st = c.shared.state.lock();
+                        st.phase = Phase::Connected;
+                        st.connected = true;
+                    }
+                    *c.shared.stats.lock() = self.endpoint.stats(h);
                     self.wake(h);
                     self.service(h);
                 }
@@ -608,17 +682,8 @@ impl Driver {
                     }
                 };
                 if accepted {
-                    self.conns.insert(
-                        h,
-                        IoConn {
-                            shared: conn,
-                            fin_sent: false,
-                            engine_closed: false,
-                            close_deadline: None,
-                            eof_event: false,
-                            wake_queued: false,
-                        },
-                    );
+                    *conn.stats.lock() = self.endpoint.stats(h);
+                    self.conns.insert(h, IoConn::new(conn));
                     self.wake_listener = true;
                 } else {
                     // Backlog full or shutting down: refuse with a RESET.
@@ -641,6 +706,7 @@ impl Driver {
                             st.error = Some(e);
                         }
                     }
+                    *c.shared.stats.lock() = self.endpoint.stats(h);
                     self.write_retry.remove(&h);
                     self.wake(h);
                     // If the user already let go, this finishes it.
@@ -655,8 +721,30 @@ impl Driver {
                     }
                     self.closing.remove(&h);
                     self.write_retry.remove(&h);
+                    self.fin_watch.remove(&h);
                     self.to_wake.push(c.shared);
                 }
+            }
+        }
+    }
+
+    /// Tells handles whose FIN the peer acknowledged (`StreamHandle::close`
+    /// waits for it).
+    fn check_fin_acks(&mut self) {
+        if self.fin_watch.is_empty() {
+            return;
+        }
+        let acked: Vec<_> = self
+            .fin_watch
+            .iter()
+            .copied()
+            .filter(|h| self.endpoint.fin_acked(*h))
+            .collect();
+        for h in acked {
+            self.fin_watch.remove(&h);
+            if let Some(c) = self.conns.get(&h) {
+                c.shared.state.lock().fin_acked = true;
+                self.wake(h);
             }
         }
     }
@@ -689,6 +777,7 @@ impl Driver {
                 break;
             }
         }
+        self.check_fin_acks();
         self.wake_all();
     }
 

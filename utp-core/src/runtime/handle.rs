@@ -16,13 +16,30 @@
 //!
 //! Locks are held only for copies and flag updates; no lock is held while
 //! user code (a callback) runs, and the I/O thread never waits for a user.
+//!
+//! # Waiting, three ways
+//!
+//! - **Blocking**: pass [`Wait::Forever`] or [`Wait::Until`] to `read`,
+//!   `write`, `accept`, [`StreamHandle::wait`]. To stay cancellable (a
+//!   Python Ctrl-C), wait in slices of [`Wait::Until`] (50 ms) and check for
+//!   signals between them.
+//! - **Non-blocking**: [`Wait::NonBlocking`] gives `WouldBlock`;
+//!   [`ContextHandle::start_connect`] returns at once.
+//! - **Event loops**: [`StreamHandle::poll_fd`] / [`ContextHandle::poll_fd`]
+//!   give an `eventfd` that polls readable exactly while the handle is ready
+//!   for the chosen [`Interest`] (level-triggered: it stays readable until
+//!   the condition is consumed). Or a readiness callback, which coalesces:
+//!   after it ran once it runs again only after the user looked at
+//!   [`StreamHandle::readiness`] (or accepted), so a queue it feeds (a Node
+//!   thread-safe function) holds at most one notification per handle.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -31,6 +48,9 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use crate::endpoint::{ConnectionError, EndpointConfig};
 use crate::stats::ConnectionStats;
 
+use super::error::connection_error;
+use super::notify::Notifier;
+use super::readiness::{Interest, Readiness};
 use super::udp::SocketOptions;
 use super::waker::Waker;
 
@@ -52,8 +72,18 @@ pub struct RuntimeConfig {
     pub stream_recv_buffer: usize,
     /// Bytes a writer can queue in the handle before blocking.
     pub stream_send_buffer: usize,
+    /// Room a stream needs before it reports itself writable (capped at half
+    /// the send buffer); see [`StreamHandle::set_send_low_water`].
+    pub send_low_water: usize,
     /// Incoming connections waiting for `accept` before new ones are refused.
     pub backlog: usize,
+    /// Dropping the last handle of the context waits until every byte
+    /// written was acknowledged (at most the engine's linger time,
+    /// `endpoint.linger_us`, plus two seconds), so a program that returns
+    /// from `main` right after writing still delivers. `false`: return at
+    /// once and let the I/O thread finish in the background (data is lost if
+    /// the process exits first).
+    pub linger_on_drop: bool,
     /// Seed for connection ids; random when `None`.
     pub seed: Option<u64>,
 }
@@ -65,23 +95,12 @@ impl Default for RuntimeConfig {
             socket: SocketOptions::default(),
             stream_recv_buffer: 1 << 20,
             stream_send_buffer: 256 << 10,
+            send_low_water: 16 << 10,
             backlog: 128,
+            linger_on_drop: true,
             seed: None,
         }
     }
-}
-
-/// Current readiness of a stream.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Readiness {
-    /// A read would not block (data, end of stream, or an error).
-    pub readable: bool,
-    /// A write would not block (room, or an error to report).
-    pub writable: bool,
-    /// The peer finished sending and everything was read.
-    pub eof: bool,
-    /// The connection failed (or the runtime stopped).
-    pub error: bool,
 }
 
 /// Lifecycle of a connection as the handle sees it.
@@ -114,6 +133,37 @@ pub(crate) struct ConnState {
     pub kick_queued: bool,
     /// The I/O thread stopped reading because `recv` was full.
     pub pull_blocked: bool,
+    /// The handshake completed at some point.
+    pub connected: bool,
+    /// Our FIN was acknowledged: the peer has everything we wrote.
+    pub fin_acked: bool,
+    /// The user asked for an abortive close (RESET).
+    pub abort: bool,
+    /// The user wants a fresh statistics snapshot.
+    pub stats_wanted: bool,
+}
+
+impl ConnState {
+    fn readiness(&self, low_water: usize) -> Readiness {
+        let error = self.error.is_some() || self.dead;
+        let eof = (self.eof || self.phase == Phase::Closed) && self.recv.is_empty();
+        let connecting = self.phase == Phase::Connecting && !error;
+        let low_water = low_water.clamp(1, (self.send_cap / 2).max(1));
+        let room = self.send_cap.saturating_sub(self.send.len());
+        Readiness {
+            readable: !self.recv.is_empty() || eof || error || self.read_shut,
+            writable: !connecting
+                && (error
+                    || self.write_shut
+                    || self.user_closed
+                    || self.phase == Phase::Closed
+                    || room >= low_water),
+            eof,
+            error,
+            connected: self.connected,
+            closed: error || self.phase == Phase::Closed || (eof && self.fin_acked),
+        }
+    }
 }
 
 /// What user threads and the I/O thread share about one connection.
@@ -123,8 +173,19 @@ pub(crate) struct ConnShared {
     pub state: Mutex<ConnState>,
     pub cond: Condvar,
     pub callback: Mutex<Option<SharedCallback>>,
+    /// The callback may run (cleared when it runs, set by `readiness()`).
+    pub callback_armed: AtomicBool,
     /// The engine's handle (`usize::MAX` until the I/O thread assigns it).
     pub engine: AtomicUsize,
+    /// The pollable descriptor, made on first use, and what it polls for.
+    pub notifier: OnceLock<Notifier>,
+    pub interest: AtomicU8,
+    /// Room needed before the stream reports itself writable.
+    pub low_water: AtomicUsize,
+    /// The latest statistics the I/O thread took.
+    pub stats: Mutex<Option<ConnectionStats>>,
+    /// The local address this connection uses (found on first request).
+    pub local: OnceLock<SocketAddr>,
 }
 
 thread_local! {
@@ -171,20 +232,68 @@ impl ConnShared {
                 user_closed: false,
                 kick_queued: false,
                 pull_blocked: false,
+                connected: phase == Phase::Connected,
+                fin_acked: false,
+                abort: false,
+                stats_wanted: false,
             }),
             cond: Condvar::new(),
             callback: Mutex::new(None),
+            callback_armed: AtomicBool::new(true),
             engine: AtomicUsize::new(usize::MAX),
+            notifier: OnceLock::new(),
+            interest: AtomicU8::new(Interest::READABLE.bits()),
+            low_water: AtomicUsize::new(config.send_low_water),
+            stats: Mutex::new(None),
+            local: OnceLock::new(),
         })
     }
 
-    /// Wakes blocked callers and runs the readiness callback. Call with no
+    /// The user let go of the connection: no more reads or writes; the
+    /// I/O thread delivers what is queued, then closes. Returns whether a
+    /// `Kick` must be sent.
+    pub fn user_close(&self) -> bool {
+        let mut st = self.state.lock();
+        if st.user_closed {
+            return false;
+        }
+        st.user_closed = true;
+        st.write_shut = true;
+        st.read_shut = true;
+        st.recv = VecDeque::new();
+        let kick = !st.kick_queued;
+        st.kick_queued = true;
+        drop(st);
+        *self.callback.lock() = None;
+        kick
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        let low_water = self.low_water.load(Ordering::Relaxed);
+        self.state.lock().readiness(low_water)
+    }
+
+    /// Brings the pollable descriptor in line with the state. Call with no
     /// lock held.
+    pub fn refresh_fd(&self) {
+        if let Some(n) = self.notifier.get() {
+            n.update(|| {
+                let interest = Interest::from_bits(self.interest.load(Ordering::Acquire));
+                self.readiness().matches(interest)
+            });
+        }
+    }
+
+    /// Wakes blocked callers, updates the descriptor and runs the readiness
+    /// callback (once until re-armed). Call with no lock held.
     pub fn notify(&self) {
         self.cond.notify_all();
+        self.refresh_fd();
         let cb = self.callback.lock().clone();
         if let Some(cb) = cb {
-            run_callback(&cb);
+            if self.callback_armed.swap(false, Ordering::AcqRel) {
+                run_callback(&cb);
+            }
         }
     }
 }
@@ -205,8 +314,8 @@ pub(crate) enum Command {
     /// Something changed in the connection's shared state (data to send,
     /// room to receive, shutdown, close): service it.
     Kick(Arc<ConnShared>),
-    /// Snapshot the engine's statistics.
-    Stats(Arc<ConnShared>, Sender<Option<ConnectionStats>>),
+    /// Send a plain UDP datagram from the context's port.
+    SendDatagram(Vec<u8>, SocketAddr),
     /// The last user handle of the context is gone: close everything
     /// gracefully and stop.
     Shutdown,
@@ -217,6 +326,16 @@ pub(crate) struct AcceptState {
     pub backlog: usize,
 }
 
+/// Non-uTP datagrams that arrived on the port, for the application.
+#[derive(Default)]
+pub(crate) struct DatagramQueue {
+    pub enabled: bool,
+    pub queue: VecDeque<(Vec<u8>, SocketAddr)>,
+}
+
+/// Datagrams kept for the application before the oldest are dropped.
+pub(crate) const MAX_QUEUED_DATAGRAMS: usize = 1024;
+
 /// What the I/O thread and all handles of a context share.
 pub(crate) struct ContextShared {
     pub waker: Waker,
@@ -225,6 +344,15 @@ pub(crate) struct ContextShared {
     pub accept: Mutex<AcceptState>,
     pub accept_cond: Condvar,
     pub listener_callback: Mutex<Option<SharedCallback>>,
+    pub listener_callback_armed: AtomicBool,
+    /// Incoming connections are accepted (the engine's SYN filter reads it).
+    pub accepting: Arc<AtomicBool>,
+    /// `ContextHandle::close` was called: `accept` fails with `EBADF`.
+    pub closed: AtomicBool,
+    pub datagrams: Mutex<DatagramQueue>,
+    /// The context's pollable descriptor and what it polls for.
+    pub notifier: OnceLock<Notifier>,
+    pub interest: AtomicU8,
     /// The I/O thread is gone (exited or panicked).
     pub dead: AtomicBool,
     pub exited: Mutex<bool>,
@@ -232,11 +360,27 @@ pub(crate) struct ContextShared {
 }
 
 impl ContextShared {
+    fn ready_for(&self, interest: Interest) -> bool {
+        self.dead.load(Ordering::SeqCst)
+            || self.closed.load(Ordering::SeqCst)
+            || (interest.contains(Interest::ACCEPTABLE) && !self.accept.lock().queue.is_empty())
+            || (interest.contains(Interest::DATAGRAM) && !self.datagrams.lock().queue.is_empty())
+    }
+
+    pub fn refresh_fd(&self) {
+        if let Some(n) = self.notifier.get() {
+            n.update(|| self.ready_for(Interest::from_bits(self.interest.load(Ordering::Acquire))));
+        }
+    }
+
     pub fn notify_listener(&self) {
         self.accept_cond.notify_all();
+        self.refresh_fd();
         let cb = self.listener_callback.lock().clone();
         if let Some(cb) = cb {
-            run_callback(&cb);
+            if self.listener_callback_armed.swap(false, Ordering::AcqRel) {
+                run_callback(&cb);
+            }
         }
     }
 }
@@ -289,10 +433,12 @@ impl ContextHandle {
         self.shared.waker.wake();
     }
 
+    /// The UDP address this context is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr
     }
 
+    /// Observes the I/O thread's exit.
     pub fn exit_watch(&self) -> ExitWatch {
         ExitWatch(self.shared.clone())
     }
@@ -301,15 +447,9 @@ impl ContextHandle {
         io::Error::new(io::ErrorKind::NotConnected, "uTP runtime stopped")
     }
 
-    /// Starts a connection and waits until it is established, failed, or
-    /// `timeout` passed (engine's own connect timeout when `None`).
-    pub fn connect(
-        self: &Arc<Self>,
-        addr: SocketAddr,
-        timeout: Option<Duration>,
-    ) -> io::Result<StreamHandle> {
-        // Peers are known by their canonical address (the socket layer
-        // reports IPv4-mapped senders as IPv4).
+    /// Checks a destination and folds IPv4-mapped addresses to IPv4 (the
+    /// socket layer reports such senders as IPv4).
+    fn destination(&self, addr: SocketAddr) -> io::Result<SocketAddr> {
         let addr = match addr {
             SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
                 Some(v4) => SocketAddr::new(v4.into(), v6.port()),
@@ -332,50 +472,47 @@ impl ContextHandle {
         if self.shared.dead.load(Ordering::SeqCst) {
             return Err(Self::dead_error());
         }
-        if on_io_thread() {
-            return Err(would_deadlock());
-        }
+        Ok(addr)
+    }
+
+    /// Starts a connection and returns at once. The handle reports
+    /// `connected` in its [`readiness`](StreamHandle::readiness) once the
+    /// handshake completed, or `error` (see
+    /// [`take_error`](StreamHandle::take_error)) when it failed; the engine
+    /// gives up after its connect timeout. Writes made meanwhile are queued.
+    pub fn start_connect(self: &Arc<Self>, addr: SocketAddr) -> io::Result<StreamHandle> {
+        let addr = self.destination(addr)?;
         let conn = ConnShared::new(addr, Phase::Connecting, &self.shared.config);
         self.send(Command::Connect(conn.clone()));
-        let engine_timeout = Duration::from_micros(self.shared.config.endpoint.connect_timeout_us)
-            + Duration::from_secs(5);
-        let deadline = Instant::now() + timeout.unwrap_or(engine_timeout);
-        let mut st = conn.state.lock();
-        loop {
-            if st.dead {
-                return Err(Self::dead_error());
-            }
-            if let Some(e) = st.error {
-                // Nobody will hold this handle: let the I/O thread free the
-                // connection now rather than after the linger time.
-                st.user_closed = true;
-                st.write_shut = true;
-                drop(st);
-                self.send(Command::Kick(conn.clone()));
-                return Err(conn_error(e));
-            }
-            if st.phase != Phase::Connecting {
-                break;
-            }
-            if conn.cond.wait_until(&mut st, deadline).timed_out()
-                && st.phase == Phase::Connecting
-                && st.error.is_none()
-            {
-                st.user_closed = true;
-                st.write_shut = true;
-                drop(st);
-                self.send(Command::Kick(conn.clone()));
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "uTP connect timed out",
-                ));
-            }
-        }
-        drop(st);
         Ok(StreamHandle {
             ctx: self.clone(),
             conn,
         })
+    }
+
+    /// Starts a connection and waits until it is established, failed, or
+    /// `timeout` passed (engine's own connect timeout when `None`).
+    pub fn connect(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        timeout: Option<Duration>,
+    ) -> io::Result<StreamHandle> {
+        if on_io_thread() {
+            return Err(would_deadlock());
+        }
+        let stream = self.start_connect(addr)?;
+        let engine_timeout = Duration::from_micros(self.shared.config.endpoint.connect_timeout_us)
+            + Duration::from_secs(5);
+        let wait = Wait::Until(deadline_after(timeout.unwrap_or(engine_timeout)));
+        match stream.wait_connected(wait) {
+            Ok(()) => Ok(stream),
+            Err(e) if e.kind() == io::ErrorKind::TimedOut && stream.is_connecting() => Err(
+                io::Error::new(io::ErrorKind::TimedOut, "uTP connect timed out"),
+            ),
+            // Nobody will hold this handle: dropping it lets the I/O thread
+            // free the connection now rather than after the linger time.
+            Err(e) => Err(e),
+        }
     }
 
     /// Takes the next incoming connection, waiting up to `timeout`
@@ -386,11 +523,18 @@ impl ContextHandle {
         } else {
             timeout
         };
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.map(deadline_after);
+        self.shared
+            .listener_callback_armed
+            .store(true, Ordering::Release);
         let mut acc = self.shared.accept.lock();
         loop {
             if let Some(conn) = acc.queue.pop_front() {
+                let now_empty = acc.queue.is_empty();
                 drop(acc);
+                if now_empty {
+                    self.shared.refresh_fd();
+                }
                 return Ok(StreamHandle {
                     ctx: self.clone(),
                     conn,
@@ -398,6 +542,9 @@ impl ContextHandle {
             }
             if self.shared.dead.load(Ordering::SeqCst) {
                 return Err(Self::dead_error());
+            }
+            if self.shared.closed.load(Ordering::SeqCst) {
+                return Err(super::error::closed_handle());
             }
             match deadline {
                 None => self.shared.accept_cond.wait(&mut acc),
@@ -418,22 +565,142 @@ impl ContextHandle {
         }
     }
 
-    /// True when `accept` would not block.
+    /// True when `accept` would not block. Re-arms the accept callback.
     pub fn accept_ready(&self) -> bool {
-        !self.shared.accept.lock().queue.is_empty() || self.shared.dead.load(Ordering::SeqCst)
+        self.shared
+            .listener_callback_armed
+            .store(true, Ordering::Release);
+        !self.shared.accept.lock().queue.is_empty()
+            || self.shared.dead.load(Ordering::SeqCst)
+            || self.shared.closed.load(Ordering::SeqCst)
     }
 
     /// Registers (or clears) the callback run when an incoming connection
-    /// is queued.
+    /// is queued (or a datagram, see [`set_datagram_queue`](Self::set_datagram_queue)).
+    /// It coalesces: after it ran, it runs again only after
+    /// [`accept`](Self::accept), [`accept_ready`](Self::accept_ready) or
+    /// [`try_recv_datagram`](Self::try_recv_datagram) was called.
     pub fn set_accept_callback(&self, cb: Option<ReadinessCallback>) {
         *self.shared.listener_callback.lock() = cb.map(SharedCallback::from);
+        self.shared
+            .listener_callback_armed
+            .store(true, Ordering::Release);
+    }
+
+    /// The context's pollable descriptor (an `eventfd`, owned by the
+    /// context: do not close it). Level-triggered: it polls readable while
+    /// a condition of `interest` holds ([`Interest::ACCEPTABLE`]: a
+    /// connection waits for `accept`; [`Interest::DATAGRAM`]: a datagram
+    /// waits), or the I/O thread stopped. Every call returns the same
+    /// descriptor and replaces the interest.
+    pub fn poll_fd(&self, interest: Interest) -> io::Result<RawFd> {
+        let n = match self.shared.notifier.get() {
+            Some(n) => n,
+            None => {
+                let fresh = Notifier::new()?;
+                let _ = self.shared.notifier.set(fresh);
+                self.shared.notifier.get().expect("just set")
+            }
+        };
+        self.shared
+            .interest
+            .store(interest.bits(), Ordering::Release);
+        self.shared.refresh_fd();
+        Ok(n.as_raw_fd())
+    }
+
+    /// Accept incoming connections (`true`, the default for contexts with a
+    /// backlog) or ignore their SYNs (`false`: the peer's connect times out,
+    /// as with libutp's firewall callback).
+    pub fn set_accepting(&self, accepting: bool) {
+        self.shared.accepting.store(accepting, Ordering::SeqCst);
+    }
+
+    /// True while incoming connections are accepted.
+    pub fn is_accepting(&self) -> bool {
+        self.shared.accepting.load(Ordering::SeqCst)
+    }
+
+    /// Keep datagrams that are not uTP for [`try_recv_datagram`](Self::try_recv_datagram)
+    /// (`true`), or drop them (`false`, the default). At most 1,024 wait;
+    /// beyond that the oldest are dropped.
+    pub fn set_datagram_queue(&self, enabled: bool) {
+        let mut q = self.shared.datagrams.lock();
+        q.enabled = enabled;
+        if !enabled {
+            q.queue.clear();
+        }
+        drop(q);
+        self.shared.refresh_fd();
+    }
+
+    /// The oldest queued non-uTP datagram and its sender.
+    pub fn try_recv_datagram(&self) -> Option<(Vec<u8>, SocketAddr)> {
+        self.shared
+            .listener_callback_armed
+            .store(true, Ordering::Release);
+        let mut q = self.shared.datagrams.lock();
+        let d = q.queue.pop_front();
+        let now_empty = q.queue.is_empty();
+        drop(q);
+        if d.is_some() && now_empty {
+            self.shared.refresh_fd();
+        }
+        d
+    }
+
+    /// Sends a plain UDP datagram from the context's port (queued for the
+    /// I/O thread; returns its length).
+    pub fn send_datagram(&self, data: &[u8], to: SocketAddr) -> io::Result<usize> {
+        if data.len() > 65_507 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "datagram larger than 65,507 bytes",
+            ));
+        }
+        if to.port() == 0 || (self.shared.local_addr.is_ipv4() && to.is_ipv6()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "bad datagram destination",
+            ));
+        }
+        if self.shared.dead.load(Ordering::SeqCst) {
+            return Err(Self::dead_error());
+        }
+        self.send(Command::SendDatagram(data.to_vec(), to));
+        Ok(data.len())
+    }
+
+    /// Stops accepting: closes the connections nobody accepted yet, ignores
+    /// new SYNs, and makes `accept` fail with `EBADF` (waiters wake up, the
+    /// pollable descriptor turns readable). Connections already handed out
+    /// and `connect` keep working; the I/O thread exits once the last handle
+    /// is gone.
+    pub fn close(&self) {
+        self.set_accepting(false);
+        self.shared.closed.store(true, Ordering::SeqCst);
+        let queued: Vec<_> = self.shared.accept.lock().queue.drain(..).collect();
+        for conn in queued {
+            if conn.user_close() {
+                self.send(Command::Kick(conn));
+            }
+        }
+        self.shared.notify_listener();
     }
 }
 
 impl Drop for ContextHandle {
+    /// The last user handle is gone: the I/O thread closes what is left,
+    /// and this waits (at most the linger time plus a second) until every
+    /// byte written was acknowledged, so a program that returns from `main`
+    /// right after writing still delivers it.
     fn drop(&mut self) {
         let _ = self.tx.send(Command::Shutdown);
         self.shared.waker.wake();
+        if self.shared.config.linger_on_drop && !on_io_thread() {
+            let linger = Duration::from_micros(self.shared.config.endpoint.linger_us);
+            ExitWatch(self.shared.clone()).wait(linger.saturating_add(Duration::from_secs(2)));
+        }
     }
 }
 
@@ -445,19 +712,15 @@ impl fmt::Debug for ContextHandle {
     }
 }
 
+/// `now + d`, saturating far in the future instead of overflowing.
+pub(crate) fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 pub(crate) fn conn_error(e: ConnectionError) -> io::Error {
-    match e {
-        ConnectionError::Refused => {
-            io::Error::new(io::ErrorKind::ConnectionRefused, "uTP connection refused")
-        }
-        ConnectionError::Reset => io::Error::new(
-            io::ErrorKind::ConnectionReset,
-            "uTP connection reset by peer",
-        ),
-        ConnectionError::TimedOut => {
-            io::Error::new(io::ErrorKind::TimedOut, "uTP connection timed out")
-        }
-    }
+    connection_error(e)
 }
 
 /// How long a call may block.
@@ -477,7 +740,7 @@ impl Wait {
             Wait::NonBlocking
         } else {
             match timeout {
-                Some(t) => Wait::Until(Instant::now() + t),
+                Some(t) => Wait::Until(deadline_after(t)),
                 None => Wait::Forever,
             }
         }
@@ -526,15 +789,48 @@ impl fmt::Debug for StreamHandle {
     }
 }
 
+/// The source address the kernel picks for packets to `peer`, with the
+/// context's port: what `TcpStream::local_addr` would say.
+fn route_source(bound: SocketAddr, peer: SocketAddr) -> SocketAddr {
+    if !bound.ip().is_unspecified() {
+        return bound;
+    }
+    // A connected UDP socket sends nothing; connect() only picks the route.
+    let probe_local: SocketAddr = if peer.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    std::net::UdpSocket::bind(probe_local)
+        .and_then(|s| {
+            s.connect(peer)?;
+            s.local_addr()
+        })
+        .map(|a| {
+            // An IPv4 peer on a dual-stack context: report the IPv4 source
+            // as the socket layer sees it.
+            SocketAddr::new(a.ip(), bound.port())
+        })
+        .unwrap_or(bound)
+}
+
 impl StreamHandle {
+    /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.conn.peer
     }
 
+    /// The local address of this connection: the context's port and the
+    /// source address the kernel uses towards the peer (never `0.0.0.0`
+    /// when the context is bound to a wildcard address).
     pub fn local_addr(&self) -> SocketAddr {
-        self.ctx.local_addr()
+        *self
+            .conn
+            .local
+            .get_or_init(|| route_source(self.ctx.local_addr(), self.conn.peer))
     }
 
+    /// The context this connection lives on.
     pub fn context(&self) -> &Arc<ContextHandle> {
         &self.ctx
     }
@@ -558,6 +854,9 @@ impl StreamHandle {
         }
         let mut st = self.conn.state.lock();
         loop {
+            if st.user_closed {
+                return Err(super::error::closed_handle());
+            }
             if st.read_shut {
                 return Ok(0);
             }
@@ -577,12 +876,16 @@ impl StreamHandle {
                     st.pull_blocked = false;
                 }
                 let cap = st.recv_cap;
-                if st.recv.is_empty() && st.recv.capacity() > cap {
+                let drained = st.recv.is_empty();
+                if drained && st.recv.capacity() > cap {
                     st.recv.shrink_to(cap);
                 }
                 drop(st);
                 if kick {
                     self.send_kick();
+                }
+                if drained {
+                    self.conn.refresh_fd();
                 }
                 return Ok(n);
             }
@@ -600,17 +903,21 @@ impl StreamHandle {
     }
 
     /// Queues bytes for sending; returns how many were taken (at least one
-    /// unless `buf` is empty).
+    /// unless `buf` is empty). While the connection is still being set up
+    /// (see [`ContextHandle::start_connect`]) the bytes wait in the handle.
     pub fn write(&self, buf: &[u8], wait: Wait) -> io::Result<usize> {
         let mut st = self.conn.state.lock();
         loop {
+            if st.user_closed {
+                return Err(super::error::closed_handle());
+            }
             if let Some(e) = st.error {
                 return Err(conn_error(e));
             }
             if st.dead {
                 return Err(ContextHandle::dead_error());
             }
-            if st.write_shut || st.user_closed || st.phase == Phase::Closed {
+            if st.write_shut || st.phase == Phase::Closed {
                 return Err(io::Error::new(
                     io::ErrorKind::BrokenPipe,
                     "uTP write half is shut down",
@@ -624,9 +931,14 @@ impl StreamHandle {
                 let n = room.min(buf.len());
                 st.send.extend(&buf[..n]);
                 let kick = self.kick(&mut st);
+                let now_below_low_water = self.conn.notifier.get().is_some()
+                    && st.send_cap - st.send.len() < self.conn.low_water.load(Ordering::Relaxed);
                 drop(st);
                 if kick {
                     self.send_kick();
+                }
+                if now_below_low_water {
+                    self.conn.refresh_fd();
                 }
                 return Ok(n);
             }
@@ -657,6 +969,9 @@ impl StreamHandle {
         if st.dead {
             return Err(ContextHandle::dead_error());
         }
+        if st.user_closed {
+            return Err(super::error::closed_handle());
+        }
         if st.write_shut {
             return Ok(());
         }
@@ -673,6 +988,9 @@ impl StreamHandle {
     /// Stops reading: reads return 0 and incoming data is discarded.
     pub fn shutdown_read(&self) -> io::Result<()> {
         let mut st = self.conn.state.lock();
+        if st.user_closed {
+            return Err(super::error::closed_handle());
+        }
         st.read_shut = true;
         st.recv.clear();
         let kick = st.pull_blocked && self.kick(&mut st);
@@ -685,20 +1003,47 @@ impl StreamHandle {
         Ok(())
     }
 
-    /// Current readiness.
+    /// Current readiness. Also re-arms the readiness callback (see
+    /// [`set_readiness_callback`](Self::set_readiness_callback)).
     pub fn readiness(&self) -> Readiness {
+        self.conn.callback_armed.store(true, Ordering::Release);
+        self.conn.readiness()
+    }
+
+    /// True while the handshake is still under way.
+    pub fn is_connecting(&self) -> bool {
         let st = self.conn.state.lock();
-        let error = st.error.is_some() || st.dead;
-        let eof = (st.eof || st.phase == Phase::Closed) && st.recv.is_empty();
-        Readiness {
-            readable: !st.recv.is_empty() || eof || error || st.read_shut,
-            writable: error
-                || st.write_shut
-                || st.user_closed
-                || st.phase == Phase::Closed
-                || st.send.len() < st.send_cap,
-            eof,
-            error,
+        st.phase == Phase::Connecting && st.error.is_none() && !st.dead
+    }
+
+    /// Blocks until the readiness matches `interest` (or `wait` runs out:
+    /// `TimedOut`, or `WouldBlock` for [`Wait::NonBlocking`]).
+    pub fn wait(&self, interest: Interest, wait: Wait) -> io::Result<Readiness> {
+        let low_water = self.conn.low_water.load(Ordering::Relaxed);
+        let mut st = self.conn.state.lock();
+        loop {
+            let r = st.readiness(low_water);
+            if r.matches(interest) {
+                return Ok(r);
+            }
+            wait.block(&self.conn.cond, &mut st)?;
+        }
+    }
+
+    /// Waits for the handshake of a [`ContextHandle::start_connect`].
+    pub fn wait_connected(&self, wait: Wait) -> io::Result<()> {
+        let mut st = self.conn.state.lock();
+        loop {
+            if let Some(e) = st.error {
+                return Err(conn_error(e));
+            }
+            if st.dead {
+                return Err(ContextHandle::dead_error());
+            }
+            if st.phase != Phase::Connecting {
+                return Ok(());
+            }
+            wait.block(&self.conn.cond, &mut st)?;
         }
     }
 
@@ -713,27 +1058,54 @@ impl StreamHandle {
     }
 
     /// Registers (or clears) the readiness callback. It runs on the I/O
-    /// thread without locks held; check [`readiness`](Self::readiness)
-    /// after registering, since changes before it are not replayed.
+    /// thread without locks held, and coalesces: after it ran once it runs
+    /// again only after [`readiness`](Self::readiness) was called, so at
+    /// most one notification is ever pending. Check `readiness()` after
+    /// registering: changes before it are not replayed.
     pub fn set_readiness_callback(&self, cb: Option<ReadinessCallback>) {
         *self.conn.callback.lock() = cb.map(SharedCallback::from);
+        self.conn.callback_armed.store(true, Ordering::Release);
     }
 
-    /// A snapshot of the engine's statistics for this connection.
+    /// The connection's pollable descriptor (an `eventfd`, owned by the
+    /// handle: do not close it). Level-triggered: it polls readable while
+    /// [`readiness`](Self::readiness) matches `interest`. Every call
+    /// returns the same descriptor and replaces the interest.
+    pub fn poll_fd(&self, interest: Interest) -> io::Result<RawFd> {
+        let n = match self.conn.notifier.get() {
+            Some(n) => n,
+            None => {
+                let fresh = Notifier::new()?;
+                let _ = self.conn.notifier.set(fresh);
+                self.conn.notifier.get().expect("just set")
+            }
+        };
+        self.conn.interest.store(interest.bits(), Ordering::Release);
+        self.conn.refresh_fd();
+        Ok(n.as_raw_fd())
+    }
+
+    /// Room the send buffer needs before the stream reports itself writable
+    /// (capped at half the send buffer; at least one byte). Writes themselves
+    /// take whatever fits.
+    pub fn set_send_low_water(&self, bytes: usize) {
+        self.conn.low_water.store(bytes, Ordering::Relaxed);
+        self.conn.refresh_fd();
+    }
+
+    /// The engine's statistics for this connection, as the I/O thread last
+    /// took them (at most about a millisecond old while the connection is
+    /// busy). Never waits for the I/O thread.
     pub fn stats(&self) -> io::Result<ConnectionStats> {
-        if on_io_thread() {
-            return Err(would_deadlock());
+        let snapshot = self.conn.stats.lock().clone();
+        let mut st = self.conn.state.lock();
+        st.stats_wanted = true;
+        let kick = !st.dead && self.kick(&mut st);
+        drop(st);
+        if kick {
+            self.send_kick();
         }
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        self.ctx.send(Command::Stats(self.conn.clone(), tx));
-        match rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(Some(s)) => Ok(s),
-            Ok(None) => Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "connection no longer in the engine",
-            )),
-            Err(_) => Err(ContextHandle::dead_error()),
-        }
+        Ok(snapshot.unwrap_or_default())
     }
 
     /// Bytes queued in the handle, not yet handed to the engine.
@@ -746,22 +1118,56 @@ impl StreamHandle {
         self.conn.state.lock().recv.len()
     }
 
-    /// Closes gracefully without blocking (what `Drop` does).
-    pub fn close(self) {}
+    /// Closes gracefully and reports the outcome: `Ok` once the peer
+    /// acknowledged every byte written (and our FIN), or the connection's
+    /// error (`ConnectionReset`, `TimedOut`, ...), or `TimedOut` when `wait`
+    /// ran out first. Either way the handle is closed afterwards: later calls
+    /// fail with `EBADF`, unread incoming data is discarded, and what is
+    /// still queued goes on in the background, as when the handle is dropped
+    /// ([`Wait::NonBlocking`] does only that). Closing twice is harmless.
+    pub fn close(&self, wait: Wait) -> io::Result<()> {
+        let result = if wait == Wait::NonBlocking || self.conn.state.lock().user_closed {
+            Ok(())
+        } else {
+            self.wait_acknowledged(wait)
+        };
+        self.close_inner();
+        result
+    }
+
+    fn wait_acknowledged(&self, wait: Wait) -> io::Result<()> {
+        self.shutdown_write()?;
+        let mut st = self.conn.state.lock();
+        loop {
+            if st.fin_acked || st.phase == Phase::Closed {
+                return Ok(());
+            }
+            if let Some(e) = st.error {
+                return Err(conn_error(e));
+            }
+            if st.dead {
+                return Err(ContextHandle::dead_error());
+            }
+            wait.block(&self.conn.cond, &mut st)?;
+        }
+    }
+
+    /// Abortive close: a RESET goes to the peer at once and queued data is
+    /// dropped (TCP's `SO_LINGER` of zero). Later calls fail with `EBADF`.
+    pub fn abort(&self) {
+        {
+            let mut st = self.conn.state.lock();
+            if st.user_closed {
+                return;
+            }
+            st.abort = true;
+            st.send.clear();
+        }
+        self.close_inner();
+    }
 
     fn close_inner(&self) {
-        let mut st = self.conn.state.lock();
-        if st.user_closed {
-            return;
-        }
-        st.user_closed = true;
-        st.write_shut = true;
-        st.read_shut = true;
-        st.recv = VecDeque::new();
-        let kick = self.kick(&mut st);
-        drop(st);
-        *self.conn.callback.lock() = None;
-        if kick {
+        if self.conn.user_close() {
             self.send_kick();
         }
     }

@@ -33,7 +33,10 @@
 //! connection handles that bindings build on).
 
 mod driver;
+pub mod error;
 pub mod handle;
+pub mod notify;
+pub mod readiness;
 pub mod udp;
 pub mod waker;
 
@@ -46,9 +49,8 @@ use parking_lot::Mutex;
 
 use crate::stats::ConnectionStats;
 
-pub use handle::{
-    ContextHandle, ExitWatch, Readiness, ReadinessCallback, RuntimeConfig, StreamHandle, Wait,
-};
+pub use handle::{ContextHandle, ExitWatch, ReadinessCallback, RuntimeConfig, StreamHandle, Wait};
+pub use readiness::{Interest, Readiness};
 pub use udp::SocketOptions;
 
 fn resolve<A: ToSocketAddrs>(addr: A) -> io::Result<Vec<SocketAddr>> {
@@ -340,9 +342,33 @@ impl UtpStream {
         Ok(())
     }
 
-    /// The engine's statistics for this connection.
+    /// The engine's statistics for this connection (a recent snapshot; never
+    /// waits for the I/O thread).
     pub fn stats(&self) -> io::Result<ConnectionStats> {
         self.inner.handle.stats()
+    }
+
+    /// Closes gracefully and reports the outcome: `Ok` once the peer has
+    /// acknowledged every byte written, else why not (`ConnectionReset`,
+    /// `TimedOut`, ...). Waits at most the write timeout, or the engine's
+    /// linger time (`EndpointConfig::linger_us`, 30 s by default) when none
+    /// is set. Every clone of this stream is closed with it.
+    ///
+    /// ```no_run
+    /// # use std::io::Write;
+    /// # use utp_core::runtime::UtpStream;
+    /// let mut s = UtpStream::connect("127.0.0.1:6881")?;
+    /// s.write_all(b"last words")?;
+    /// s.close()?; // the peer has them now
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn close(self) -> io::Result<()> {
+        let linger =
+            Duration::from_micros(self.inner.handle.context().shared.config.endpoint.linger_us);
+        let limit = self.inner.opts.lock().write_timeout.unwrap_or(linger);
+        self.inner
+            .handle
+            .close(Wait::Until(handle::deadline_after(limit)))
     }
 
     /// Another handle to the same connection (the connection closes when

@@ -70,6 +70,54 @@ static int wait_fd(int fd, int timeout_ms)
     return poll(&p, 1, timeout_ms) == 1 && (p.revents & POLLIN);
 }
 
+/* A context passed where a socket is expected, and the other way round:
+ * each handle type has its own tag, so every call refuses it with EBADF and
+ * leaves both handles working. */
+static void cross_type_misuse(utpt_context *ctx, utpt_socket *s)
+{
+    utpt_socket *ctx_as_sock = (utpt_socket *)ctx;
+    utpt_context *sock_as_ctx = (utpt_context *)s;
+    struct sockaddr_in sin;
+    socklen_t sl = sizeof sin;
+    char b[16];
+
+    memset(&sin, 0, sizeof sin);
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sin.sin_port = htons(9);
+    errno = 0;
+    CHECK(utpt_readiness(ctx_as_sock) == -1 && errno == EBADF);
+    errno = 0;
+    CHECK(utpt_read(ctx_as_sock, b, sizeof b, 0) == -1 && errno == EBADF);
+    errno = 0;
+    CHECK(utpt_write(ctx_as_sock, b, sizeof b, 0) == -1 && errno == EBADF);
+    errno = 0;
+    CHECK(utpt_shutdown(ctx_as_sock, SHUT_WR) == -1 && errno == EBADF);
+    errno = 0;
+    CHECK(utpt_getpeername(ctx_as_sock, (struct sockaddr *)&sin, &sl) == -1 && errno == EBADF);
+    errno = 0;
+    CHECK(utpt_fd(ctx_as_sock) == -1 && errno == EBADF);
+    errno = 0;
+    CHECK(utpt_set_fd_events(ctx_as_sock, UTPT_READABLE) == -1 && errno == EBADF);
+    errno = 0;
+    CHECK(utpt_close(ctx_as_sock) == -1 && errno == EBADF);
+    errno = 0;
+    CHECK(utpt_context_local_addr(sock_as_ctx, (struct sockaddr *)&sin, &sl) == -1 && errno == EBADF);
+    errno = 0;
+    CHECK(utpt_connect(sock_as_ctx, (struct sockaddr *)&sin, sizeof sin, 100) == NULL &&
+          errno == EBADF);
+    errno = 0;
+    CHECK(utpt_accept(sock_as_ctx, 0, NULL, NULL) == NULL && errno == EBADF);
+    errno = 0;
+    CHECK(utpt_context_fd(sock_as_ctx) == -1 && errno == EBADF);
+    errno = 0;
+    CHECK(utpt_context_close(sock_as_ctx, 0) == -1 && errno == EBADF);
+    /* both still work */
+    CHECK(utpt_readiness(s) >= 0);
+    sl = sizeof sin;
+    CHECK(utpt_context_local_addr(ctx, (struct sockaddr *)&sin, &sl) == 0);
+}
+
 /* ------------------------------------------------------------------ 1. misuse */
 
 static void test_null_everywhere(void)
@@ -273,6 +321,7 @@ static void test_transfer(void)
     CHECK(m >= 0 && (m & UTPT_EOF) && (m & UTPT_READABLE));
     CHECK(wait_fd(fd, 0)); /* EOF keeps the descriptor readable */
     CHECK(utpt_read(s, buf, 10, 0) == 0);
+    cross_type_misuse(srv, s);
     reply = sum;
     CHECK(utpt_write(s, &reply, sizeof reply, 5000) == (ssize_t)sizeof reply);
     CHECK(utpt_close(s) == 0);

@@ -1,25 +1,27 @@
-//! The descriptor behind `utpt_fd` / `utpt_context_fd`: an `eventfd` that is
-//! readable exactly while its handle is ready (level-triggered, like a socket
-//! in `poll`).
+//! The pollable descriptor of a handle: an `eventfd` that is readable exactly
+//! while its handle is ready for what the waiter asked (level-triggered, like
+//! a socket in `poll`). Event loops wait on it: asyncio's `loop.add_reader`,
+//! libuv's `uv_poll_t`, `poll(2)` in C (`utpt_fd`).
 //!
-//! Both the I/O thread (readiness callback) and user threads (after a read,
-//! write or accept) call [`Notifier::update`]; the check of the handle's state
-//! and the change of the descriptor happen under one mutex, so a wake-up can
-//! never be cleared by a user thread that looked at an older state.
+//! Both the I/O thread (after it changed a handle's state) and user threads
+//! (after a read, write or accept) call [`Notifier::update`]; the check of the
+//! handle's state and the change of the descriptor happen under one mutex, so
+//! a wake-up can never be cleared by a thread that looked at an older state.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
 #[derive(Debug)]
-pub(crate) struct Notifier {
+pub struct Notifier {
     fd: OwnedFd,
     /// The eventfd counter is non-zero (the descriptor polls readable).
     signaled: Mutex<bool>,
 }
 
 impl Notifier {
-    pub(crate) fn new() -> io::Result<Notifier> {
+    /// A new descriptor, not readable.
+    pub fn new() -> io::Result<Notifier> {
         // SAFETY: plain syscall.
         let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if raw < 0 {
@@ -33,7 +35,7 @@ impl Notifier {
     }
 
     /// Make the descriptor readable iff `ready()` (evaluated under the lock).
-    pub(crate) fn update(&self, ready: impl FnOnce() -> bool) {
+    pub fn update(&self, ready: impl FnOnce() -> bool) {
         let mut signaled = self.signaled.lock().unwrap_or_else(|e| e.into_inner());
         let want = ready();
         if want == *signaled {
