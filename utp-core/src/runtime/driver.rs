@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -76,6 +76,9 @@ pub(crate) fn start(addr: SocketAddr, config: RuntimeConfig) -> io::Result<Arc<C
         datagrams: Default::default(),
         notifier: Default::default(),
         interest: AtomicU8::new(Interest::ACCEPTABLE.bits()),
+        core: Mutex::new(None),
+        udp_fd: socket.as_raw_fd(),
+        udp_poller: AtomicBool::new(false),
         dead: Default::default(),
         exited: Mutex::new(false),
         exited_cond: Default::default(),
@@ -90,7 +93,7 @@ pub(crate) fn start(addr: SocketAddr, config: RuntimeConfig) -> io::Result<Arc<C
         let mut endpoint = Endpoint::new(endpoint_config, seed);
         // `ContextHandle::set_accepting(false)` ignores SYNs from then on.
         endpoint.set_accept_filter(Some(Box::new(move |_| accepting.load(Ordering::Relaxed))));
-        let mut driver = Driver {
+        let driver = Driver {
             start: Instant::now(),
             endpoint,
             socket,
@@ -109,11 +112,16 @@ pub(crate) fn start(addr: SocketAddr, config: RuntimeConfig) -> io::Result<Arc<C
             shutting_down: false,
             exit_deadline: None,
             send_retry_at: None,
+            sleeping_until: None,
             stats: DriverStats::default(),
         };
-        let result = catch_unwind(AssertUnwindSafe(|| driver.run()));
-        driver.mark_dead();
-        drop(driver);
+        *thread_shared.core.lock() = Some(driver);
+        let result = catch_unwind(AssertUnwindSafe(|| io_loop(&thread_shared)));
+        // Taking the driver out ends the direct path and the Arc cycle.
+        let driver = thread_shared.core.lock().take();
+        if let Some(mut driver) = driver {
+            driver.mark_dead();
+        }
         finish(&thread_shared);
         if let Err(panic) = result {
             std::panic::resume_unwind(panic);
@@ -186,7 +194,7 @@ impl IoConn {
     }
 }
 
-struct Driver {
+pub(crate) struct Driver {
     start: Instant,
     endpoint: Endpoint,
     socket: UdpSocket,
@@ -211,7 +219,158 @@ struct Driver {
     exit_deadline: Option<u64>,
     /// Sending paused after `ENOBUFS` until this instant.
     send_retry_at: Option<u64>,
+    /// While the I/O thread sleeps in `ppoll`: the instant it will wake up
+    /// by itself (`u64::MAX`: never). A user thread that drove the engine
+    /// wakes it when it now has to wake earlier or send.
+    sleeping_until: Option<u64>,
     stats: DriverStats,
+}
+
+/// Handles to wake once the driver's lock is released.
+#[derive(Default)]
+pub(crate) struct Wakes {
+    conns: Vec<Arc<ConnShared>>,
+    listener: bool,
+}
+
+impl Wakes {
+    /// Wakes waiters and runs callbacks; call with no lock held.
+    pub(crate) fn deliver(self, shared: &ContextShared) {
+        for conn in self.conns {
+            conn.notify();
+        }
+        if self.listener {
+            shared.notify_listener();
+        }
+    }
+}
+
+/// Runs `f` on the driver under its lock; `None` once the driver is gone.
+fn with_driver<T>(shared: &ContextShared, f: impl FnOnce(&mut Driver) -> T) -> Option<T> {
+    shared.core.lock().as_mut().map(f)
+}
+
+/// The I/O thread: sleeps in `ppoll` without the driver's lock (so user
+/// threads may drive the engine meanwhile), then works under it, waking
+/// handles after every step with the lock released.
+fn io_loop(shared: &ContextShared) {
+    loop {
+        // 1. Sleep until a datagram, a command, or the next timer.
+        let Some((udp_fd, udp_events, wait_us)) = with_driver(shared, |d| d.prepare_sleep())
+        else {
+            return;
+        };
+        let (udp_revents, wake_revents) = poll(udp_fd, shared.waker.as_raw_fd(), udp_events, wait_us);
+        if with_driver(shared, |d| d.sleeping_until = None).is_none() {
+            return;
+        }
+
+        // 2. ICMP errors.
+        if udp_revents & libc::POLLERR != 0 {
+            with_driver(shared, |d| d.read_errors());
+        }
+
+        // 3. Datagrams, one ACK flush per batch; readers wake per batch.
+        if udp_revents & libc::POLLIN != 0 && !shared.udp_poller.load(Ordering::Acquire) {
+            for _ in 0..RECV_ROUNDS {
+                let Some((n, wakes)) = with_driver(shared, |d| {
+                    let n = d.receive_batch();
+                    (n, d.take_wakes())
+                }) else {
+                    return;
+                };
+                wakes.deliver(shared);
+                if n < BATCH {
+                    break;
+                }
+            }
+        }
+
+        // 4.-6. Timers, commands, events and transmits.
+        let clear_waker = wake_revents & libc::POLLIN != 0;
+        let Some((exit, wakes)) = with_driver(shared, |d| {
+            let exit = d.timers_and_commands(clear_waker);
+            (exit, d.take_wakes())
+        }) else {
+            return;
+        };
+        wakes.deliver(shared);
+        if exit {
+            return;
+        }
+    }
+}
+
+/// A user thread waiting to read receives datagrams itself until its
+/// `wake_fd` turns readable (it has something to read, or failed) or the
+/// deadline passes. Each batch runs through the engine under the driver's
+/// lock, exactly as on the I/O thread.
+pub(crate) fn receive_until(shared: &ContextShared, wake_fd: RawFd, deadline: Option<Instant>) {
+    loop {
+        let wait_us = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return;
+                }
+                Some(left.as_micros() as u64)
+            }
+            None => None,
+        };
+        let (udp_revents, wake_revents) = poll(shared.udp_fd, wake_fd, libc::POLLIN, wait_us);
+        if wake_revents != 0 {
+            return;
+        }
+        if udp_revents & libc::POLLERR != 0 {
+            with_driver(shared, |d| d.read_errors());
+        }
+        if udp_revents & (libc::POLLIN | libc::POLLERR) == 0 {
+            if udp_revents != 0 {
+                return; // POLLNVAL/POLLHUP: the socket is gone
+            }
+            continue;
+        }
+        let Some(wakes) = with_driver(shared, |d| {
+            d.receive_batch();
+            d.take_wakes()
+        }) else {
+            return;
+        };
+        wakes.deliver(shared);
+    }
+}
+
+fn poll(
+    udp_fd: RawFd,
+    waker_fd: RawFd,
+    udp_events: libc::c_short,
+    wait_us: Option<u64>,
+) -> (libc::c_short, libc::c_short) {
+    let mut fds = [
+        libc::pollfd {
+            fd: udp_fd,
+            events: udp_events,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: waker_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let ts = wait_us.map(|us| libc::timespec {
+        tv_sec: (us / 1_000_000).min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: ((us % 1_000_000) * 1000) as libc::c_long,
+    });
+    let tsp = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: two valid pollfds and an optional valid timespec.
+    let r = unsafe { libc::ppoll(fds.as_mut_ptr(), 2, tsp, std::ptr::null()) };
+    if r < 0 {
+        return (0, 0);
+    }
+    (fds[0].revents, fds[1].revents)
 }
 
 impl Driver {
@@ -219,133 +378,129 @@ impl Driver {
         self.start.elapsed().as_micros() as u64
     }
 
-    fn run(&mut self) {
-        loop {
-            // 1. Sleep until a datagram, a command, or the next timer.
-            let now = self.now();
-            let mut deadline = self.endpoint.poll_timeout();
-            for h in &self.closing {
-                if let Some(d) = self.conns.get(h).and_then(|c| c.close_deadline) {
-                    deadline = Some(deadline.map_or(d, |x| x.min(d)));
-                }
-            }
-            for d in [self.exit_deadline, self.send_retry_at]
-                .into_iter()
-                .flatten()
-            {
+    /// The earliest instant the loop has work without any input.
+    fn next_deadline(&self) -> Option<u64> {
+        let mut deadline = self.endpoint.poll_timeout();
+        for h in &self.closing {
+            if let Some(d) = self.conns.get(h).and_then(|c| c.close_deadline) {
                 deadline = Some(deadline.map_or(d, |x| x.min(d)));
             }
-            let wait_us = deadline.map(|d| d.saturating_sub(now));
-            let mut udp_events = libc::POLLIN;
-            if !self.transmits.is_empty() && self.send_retry_at.is_none() {
-                udp_events |= libc::POLLOUT;
-            }
-            let (udp_revents, wake_revents) = self.poll(udp_events, wait_us);
-
-            // 2. ICMP errors.
-            if udp_revents & libc::POLLERR != 0 {
-                self.read_errors();
-            }
-
-            // 3. Datagrams, one ACK flush per batch.
-            if udp_revents & libc::POLLIN != 0 {
-                for _ in 0..RECV_ROUNDS {
-                    let n = self
-                        .socket
-                        .recv_batch(&mut self.recv_batch)
-                        .unwrap_or_default();
-                    if n == 0 {
-                        break;
-                    }
-                    let now = self.now();
-                    for (from, data) in self.recv_batch.datagrams() {
-                        self.stats.datagrams_received += 1;
-                        if self.endpoint.handle_datagram(now, from, data) == DatagramKind::NotUtp {
-                            let mut q = self.shared.datagrams.lock();
-                            if q.enabled {
-                                if q.queue.len() >= MAX_QUEUED_DATAGRAMS {
-                                    q.queue.pop_front();
-                                }
-                                q.queue.push_back((data.to_vec(), from));
-                                self.wake_listener = true;
-                            }
-                        }
-                    }
-                    self.endpoint.flush_acks(now);
-                    self.settle();
-                    if n < BATCH {
-                        break;
-                    }
-                }
-            }
-
-            // 4. Timers.
-            let now = self.now();
-            if self.send_retry_at.is_some_and(|t| t <= now) {
-                self.send_retry_at = None;
-            }
-            if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
-                self.endpoint.handle_timeout(now);
-            }
-            self.expire_closing(now);
-
-            // 5. Commands.
-            if wake_revents & libc::POLLIN != 0 {
-                self.shared.waker.reset();
-            }
-            self.drain_commands();
-
-            // 6. Events, transmits, wake-ups.
-            self.settle();
-
-            if self.shutting_down {
-                let now = self.now();
-                // Connections whose every byte (and FIN) was acknowledged
-                // don't keep the thread, even if the peer has not closed its
-                // side yet: nothing of ours can be lost any more, and a
-                // program should not wait to exit after a complete transfer.
-                let done = self.conns.is_empty()
-                    && self.endpoint.undelivered_connection_count() == 0
-                    && self.transmits.is_empty();
-                if done || self.exit_deadline.is_some_and(|d| now >= d) {
-                    // Push out whatever the engine still has (FINs, RESETs).
-                    self.flush_transmits();
-                    return;
-                }
-            }
         }
+        for d in [self.exit_deadline, self.send_retry_at]
+            .into_iter()
+            .flatten()
+        {
+            deadline = Some(deadline.map_or(d, |x| x.min(d)));
+        }
+        deadline
     }
 
-    fn poll(
-        &mut self,
-        udp_events: libc::c_short,
-        wait_us: Option<u64>,
-    ) -> (libc::c_short, libc::c_short) {
-        let mut fds = [
-            libc::pollfd {
-                fd: self.socket.as_raw_fd(),
-                events: udp_events,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.shared.waker.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        let ts = wait_us.map(|us| libc::timespec {
-            tv_sec: (us / 1_000_000).min(i32::MAX as u64) as libc::time_t,
-            tv_nsec: ((us % 1_000_000) * 1000) as libc::c_long,
-        });
-        let tsp = ts
-            .as_ref()
-            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        // SAFETY: two valid pollfds and an optional valid timespec.
-        let r = unsafe { libc::ppoll(fds.as_mut_ptr(), 2, tsp, std::ptr::null()) };
-        if r < 0 {
-            return (0, 0);
+    /// What the I/O thread sleeps on: (UDP fd, its events, timeout in µs).
+    fn prepare_sleep(&mut self) -> (RawFd, libc::c_short, Option<u64>) {
+        let now = self.now();
+        let deadline = self.next_deadline();
+        self.sleeping_until = Some(deadline.unwrap_or(u64::MAX));
+        // A user thread receiving itself owns the socket's input.
+        let mut udp_events = if self.shared.udp_poller.load(Ordering::Acquire) {
+            0
+        } else {
+            libc::POLLIN
+        };
+        if !self.transmits.is_empty() && self.send_retry_at.is_none() {
+            udp_events |= libc::POLLOUT;
         }
-        (fds[0].revents, fds[1].revents)
+        (
+            self.socket.as_raw_fd(),
+            udp_events,
+            deadline.map(|d| d.saturating_sub(now)),
+        )
+    }
+
+    /// One `recvmmsg` batch through the engine; returns its size.
+    fn receive_batch(&mut self) -> usize {
+        let n = self
+            .socket
+            .recv_batch(&mut self.recv_batch)
+            .unwrap_or_default();
+        if n == 0 {
+            return 0;
+        }
+        let now = self.now();
+        for (from, data) in self.recv_batch.datagrams() {
+            self.stats.datagrams_received += 1;
+            if self.endpoint.handle_datagram(now, from, data) == DatagramKind::NotUtp {
+                let mut q = self.shared.datagrams.lock();
+                if q.enabled {
+                    if q.queue.len() >= MAX_QUEUED_DATAGRAMS {
+                        q.queue.pop_front();
+                    }
+                    q.queue.push_back((data.to_vec(), from));
+                    self.wake_listener = true;
+                }
+            }
+        }
+        self.endpoint.flush_acks(now);
+        self.settle();
+        n
+    }
+
+    /// Timers, then commands, then events and transmits. True when the
+    /// loop should end.
+    fn timers_and_commands(&mut self, clear_waker: bool) -> bool {
+        let now = self.now();
+        if self.send_retry_at.is_some_and(|t| t <= now) {
+            self.send_retry_at = None;
+        }
+        if self.endpoint.poll_timeout().is_some_and(|t| t <= now) {
+            self.endpoint.handle_timeout(now);
+        }
+        self.expire_closing(now);
+
+        if clear_waker {
+            self.shared.waker.reset();
+        }
+        self.drain_commands();
+        self.settle();
+
+        if self.shutting_down {
+            let now = self.now();
+            // Connections whose every byte (and FIN) was acknowledged
+            // don't keep the thread, even if the peer has not closed its
+            // side yet: nothing of ours can be lost any more, and a
+            // program should not wait to exit after a complete transfer.
+            let done = self.conns.is_empty()
+                && self.endpoint.undelivered_connection_count() == 0
+                && self.transmits.is_empty();
+            if done || self.exit_deadline.is_some_and(|d| now >= d) {
+                // Push out whatever the engine still has (FINs, RESETs).
+                self.flush_transmits();
+                return true;
+            }
+        }
+        false
+    }
+
+    /// A user thread, holding the driver's lock, moves its connection's
+    /// queued bytes into the engine and sends the packets itself: no
+    /// hand-off to the I/O thread on the latency path. False when the
+    /// connection is not in the engine yet (the caller kicks instead).
+    pub(crate) fn drive(&mut self, conn: &Arc<ConnShared>) -> Option<Wakes> {
+        if self.shutting_down {
+            return None;
+        }
+        let h = self.lookup(conn)?;
+        self.service(h);
+        self.settle();
+        // The I/O thread sleeps with an older plan: wake it if it must now
+        // wake earlier (a retransmission timer) or wait for POLLOUT.
+        if let Some(until) = self.sleeping_until {
+            let earlier = self.next_deadline().is_some_and(|d| d < until);
+            if earlier || !self.transmits.is_empty() {
+                self.sleeping_until = None;
+                self.shared.waker.wake();
+            }
+        }
+        Some(self.take_wakes())
     }
 
     fn read_errors(&mut self) {
@@ -758,7 +913,8 @@ impl Driver {
         }
     }
 
-    /// Events, retries, transmits, then wake-ups (no lock held).
+    /// Events, retries, transmits; the handles to wake are collected for
+    /// [`take_wakes`](Self::take_wakes).
     fn settle(&mut self) {
         loop {
             let mut any = false;
@@ -778,7 +934,6 @@ impl Driver {
             }
         }
         self.check_fin_acks();
-        self.wake_all();
     }
 
     fn flush_transmits(&mut self) {
@@ -812,18 +967,19 @@ impl Driver {
         }
     }
 
-    fn wake_all(&mut self) {
-        for conn in self.to_wake.drain(..) {
+    /// The handles to wake, for delivery once the lock is released.
+    fn take_wakes(&mut self) -> Wakes {
+        for conn in &self.to_wake {
             let h = ConnectionHandle(conn.engine.load(Ordering::SeqCst));
             if let Some(c) = self.conns.get_mut(&h) {
-                if Arc::ptr_eq(&c.shared, &conn) {
+                if Arc::ptr_eq(&c.shared, conn) {
                     c.wake_queued = false;
                 }
             }
-            conn.notify();
         }
-        if std::mem::take(&mut self.wake_listener) {
-            self.shared.notify_listener();
+        Wakes {
+            conns: std::mem::take(&mut self.to_wake),
+            listener: std::mem::take(&mut self.wake_listener),
         }
     }
 

@@ -179,6 +179,10 @@ pub(crate) struct ConnShared {
     pub engine: AtomicUsize,
     /// The pollable descriptor, made on first use, and what it polls for.
     pub notifier: OnceLock<Notifier>,
+    /// Readable while a read would not block: what a reader that receives
+    /// datagrams itself (see `StreamHandle::receive_while_waiting`) also
+    /// polls, so that the I/O thread can still wake it.
+    pub read_wake: OnceLock<Notifier>,
     pub interest: AtomicU8,
     /// Room needed before the stream reports itself writable.
     pub low_water: AtomicUsize,
@@ -242,6 +246,7 @@ impl ConnShared {
             callback_armed: AtomicBool::new(true),
             engine: AtomicUsize::new(usize::MAX),
             notifier: OnceLock::new(),
+            read_wake: OnceLock::new(),
             interest: AtomicU8::new(Interest::READABLE.bits()),
             low_water: AtomicUsize::new(config.send_low_water),
             stats: Mutex::new(None),
@@ -281,6 +286,9 @@ impl ConnShared {
                 let interest = Interest::from_bits(self.interest.load(Ordering::Acquire));
                 self.readiness().matches(interest)
             });
+        }
+        if let Some(n) = self.read_wake.get() {
+            n.update(|| self.readiness().readable);
         }
     }
 
@@ -353,6 +361,15 @@ pub(crate) struct ContextShared {
     /// The context's pollable descriptor and what it polls for.
     pub notifier: OnceLock<Notifier>,
     pub interest: AtomicU8,
+    /// The I/O thread's state. It sleeps without this lock, so a user
+    /// thread may take it to drive the engine itself (see `Driver::drive`);
+    /// `None` once the thread has exited.
+    pub core: Mutex<Option<super::driver::Driver>>,
+    /// The UDP socket's descriptor (valid while the I/O thread runs).
+    pub udp_fd: RawFd,
+    /// A user thread blocked in `read` is receiving datagrams itself; the
+    /// I/O thread leaves the socket's input to it meanwhile.
+    pub udp_poller: AtomicBool,
     /// The I/O thread is gone (exited or panicked).
     pub dead: AtomicBool,
     pub exited: Mutex<bool>,
@@ -847,6 +864,24 @@ impl StreamHandle {
         self.ctx.send(Command::Kick(self.conn.clone()));
     }
 
+    /// Drives the engine for this connection from the calling thread when
+    /// the I/O thread is not busy with it (sends go out at once, without a
+    /// thread hand-off). False when the I/O thread must do it.
+    fn drive(&self) -> bool {
+        if on_io_thread() {
+            return false;
+        }
+        let Some(mut core) = self.ctx.shared.core.try_lock() else {
+            return false;
+        };
+        let Some(wakes) = core.as_mut().and_then(|d| d.drive(&self.conn)) else {
+            return false;
+        };
+        drop(core);
+        wakes.deliver(&self.ctx.shared);
+        true
+    }
+
     /// Reads into `buf`. `Ok(0)` is end of stream (or an empty `buf`).
     pub fn read(&self, buf: &mut [u8], wait: Wait) -> io::Result<usize> {
         if buf.is_empty() {
@@ -898,8 +933,66 @@ impl StreamHandle {
             if st.dead {
                 return Err(ContextHandle::dead_error());
             }
-            wait.block(&self.conn.cond, &mut st)?;
+            self.receive_while_waiting(&mut st, wait)?;
         }
+    }
+
+    /// Waits for something to read. When no other thread is receiving,
+    /// the caller polls the UDP socket itself and runs what arrives through
+    /// the engine: the datagram that carries its data wakes it directly,
+    /// with no hand-off from the I/O thread (which keeps timers and
+    /// commands meanwhile, and is woken to take the socket back after).
+    fn receive_while_waiting(
+        &self,
+        st: &mut MutexGuard<'_, ConnState>,
+        wait: Wait,
+    ) -> io::Result<()> {
+        let shared = &self.ctx.shared;
+        if wait == Wait::NonBlocking
+            || on_io_thread()
+            || shared
+                .udp_poller
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return wait.block(&self.conn.cond, st);
+        }
+        let deadline = match wait {
+            Wait::Until(d) => Some(d),
+            _ => None,
+        };
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            shared.udp_poller.store(false, Ordering::Release);
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "uTP operation timed out",
+            ));
+        }
+        let wake_fd = match self.conn.read_wake.get() {
+            Some(n) => Some(n.as_raw_fd()),
+            None => Notifier::new().ok().map(|n| {
+                let _ = self.conn.read_wake.set(n);
+                self.conn.read_wake.get().expect("just set").as_raw_fd()
+            }),
+        };
+        let Some(wake_fd) = wake_fd else {
+            shared.udp_poller.store(false, Ordering::Release);
+            return wait.block(&self.conn.cond, st);
+        };
+        MutexGuard::unlocked(st, || {
+            // Hands the socket back to the I/O thread however this ends.
+            struct Release<'a>(&'a ContextShared);
+            impl Drop for Release<'_> {
+                fn drop(&mut self) {
+                    self.0.udp_poller.store(false, Ordering::Release);
+                    self.0.waker.wake();
+                }
+            }
+            let _release = Release(shared);
+            self.conn.refresh_fd();
+            super::driver::receive_until(shared, wake_fd, deadline);
+        });
+        Ok(())
     }
 
     /// Queues bytes for sending; returns how many were taken (at least one
@@ -934,7 +1027,7 @@ impl StreamHandle {
                 let now_below_low_water = self.conn.notifier.get().is_some()
                     && st.send_cap - st.send.len() < self.conn.low_water.load(Ordering::Relaxed);
                 drop(st);
-                if kick {
+                if !self.drive() && kick {
                     self.send_kick();
                 }
                 if now_below_low_water {
