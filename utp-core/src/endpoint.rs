@@ -609,6 +609,21 @@ impl Endpoint {
         self.timers.peek().map(|Reverse((t, _))| *t)
     }
 
+    /// Like [`poll_timeout`](Self::poll_timeout), but exact: timer entries
+    /// that no longer match their connection's deadline are dropped first,
+    /// so a driver that sleeps until this instant never wakes for nothing.
+    pub fn next_timeout(&mut self) -> Option<u64> {
+        while let Some(&Reverse((t, h))) = self.timers.peek() {
+            match self.conns.get(&h) {
+                Some(e) if e.scheduled == Some(t) => return Some(t),
+                _ => {
+                    self.timers.pop();
+                }
+            }
+        }
+        None
+    }
+
     /// Next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()

@@ -22,7 +22,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,12 +30,14 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use parking_lot::Mutex;
 
 use crate::endpoint::{ConnectionHandle, DatagramKind, Endpoint, Event, StreamError, Transmit};
+use crate::stats::ConnectionStats;
 
 use super::handle::{
     AcceptState, Command, ConnShared, ContextHandle, ContextShared, Phase, RuntimeConfig,
     MAX_QUEUED_DATAGRAMS,
 };
 use super::readiness::Interest;
+use super::timer::Timer;
 use super::udp::{IcmpError, IcmpKind, RecvBatch, SendBatch, UdpSocket, BATCH};
 use super::waker::Waker;
 
@@ -49,11 +51,29 @@ const ENOBUFS_RETRY_US: u64 = 1_000;
 const READ_CHUNK: usize = 64 * 1024;
 /// A busy connection's statistics snapshot is refreshed at most this often.
 const STATS_REFRESH_US: u64 = 1_000;
+/// How long a reader that received its data itself keeps the socket's
+/// input (parked) for its next read before the I/O thread takes it back.
+const PARK_US: u64 = 1_000;
+/// A reader parks only when its buffer is this small after receiving: a
+/// request/response exchange, not a bulk stream.
+pub(crate) const PARK_MAX_BUFFERED: usize = 16 * 1024;
+
+/// How long a reader that receives datagrams itself keeps looking before
+/// it sleeps.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Who receives datagrams (`ContextShared::udp_poller`): the I/O thread...
+pub(crate) const POLLER_FREE: u8 = 0;
+/// ...a user thread blocked in `read`...
+pub(crate) const POLLER_ACTIVE: u8 = 1;
+/// ...or, for up to `PARK_US`, nobody: the last reader is expected back.
+pub(crate) const POLLER_PARKED: u8 = 2;
 
 /// Starts a context: binds the socket, spawns the I/O thread.
 pub(crate) fn start(addr: SocketAddr, config: RuntimeConfig) -> io::Result<Arc<ContextHandle>> {
     let socket = UdpSocket::bind(addr, &config.socket)?;
     let waker = Waker::new()?;
+    let timer = Timer::new()?;
     let seed = config.seed.unwrap_or_else(random_seed);
     let mut endpoint_config = config.endpoint.clone();
     if config.backlog == 0 {
@@ -78,7 +98,10 @@ pub(crate) fn start(addr: SocketAddr, config: RuntimeConfig) -> io::Result<Arc<C
         interest: AtomicU8::new(Interest::ACCEPTABLE.bits()),
         core: Mutex::new(None),
         udp_fd: socket.as_raw_fd(),
-        udp_poller: AtomicBool::new(false),
+        udp_poller: AtomicU8::new(POLLER_FREE),
+        park_deadline: AtomicU64::new(0),
+        waiting_readers: AtomicUsize::new(0),
+        timer,
         dead: Default::default(),
         exited: Mutex::new(false),
         exited_cond: Default::default(),
@@ -94,7 +117,6 @@ pub(crate) fn start(addr: SocketAddr, config: RuntimeConfig) -> io::Result<Arc<C
         // `ContextHandle::set_accepting(false)` ignores SYNs from then on.
         endpoint.set_accept_filter(Some(Box::new(move |_| accepting.load(Ordering::Relaxed))));
         let driver = Driver {
-            start: Instant::now(),
             endpoint,
             socket,
             shared: thread_shared.clone(),
@@ -112,7 +134,6 @@ pub(crate) fn start(addr: SocketAddr, config: RuntimeConfig) -> io::Result<Arc<C
             shutting_down: false,
             exit_deadline: None,
             send_retry_at: None,
-            sleeping_until: None,
             stats: DriverStats::default(),
         };
         *thread_shared.core.lock() = Some(driver);
@@ -195,7 +216,6 @@ impl IoConn {
 }
 
 pub(crate) struct Driver {
-    start: Instant,
     endpoint: Endpoint,
     socket: UdpSocket,
     shared: Arc<ContextShared>,
@@ -219,10 +239,6 @@ pub(crate) struct Driver {
     exit_deadline: Option<u64>,
     /// Sending paused after `ENOBUFS` until this instant.
     send_retry_at: Option<u64>,
-    /// While the I/O thread sleeps in `ppoll`: the instant it will wake up
-    /// by itself (`u64::MAX`: never). A user thread that drove the engine
-    /// wakes it when it now has to wake earlier or send.
-    sleeping_until: Option<u64>,
     stats: DriverStats,
 }
 
@@ -255,26 +271,34 @@ fn with_driver<T>(shared: &ContextShared, f: impl FnOnce(&mut Driver) -> T) -> O
 /// handles after every step with the lock released.
 fn io_loop(shared: &ContextShared) {
     loop {
-        // 1. Sleep until a datagram, a command, or the next timer.
-        let Some((udp_fd, udp_events, wait_us)) = with_driver(shared, |d| d.prepare_sleep())
-        else {
+        // 1. Sleep until a datagram, a command, or the alarm.
+        let Some((udp_fd, udp_events)) = with_driver(shared, |d| d.prepare_sleep()) else {
             return;
         };
-        let (udp_revents, wake_revents) = poll(udp_fd, shared.waker.as_raw_fd(), udp_events, wait_us);
-        if with_driver(shared, |d| d.sleeping_until = None).is_none() {
-            return;
+        let mut fds = [
+            pollfd(udp_fd, udp_events),
+            pollfd(shared.waker.as_raw_fd(), libc::POLLIN),
+            pollfd(shared.timer.as_raw_fd(), libc::POLLIN),
+        ];
+        poll(&mut fds, None);
+        let [udp, wake, alarm] = fds.map(|p| p.revents);
+        if alarm != 0 {
+            shared.timer.reset();
         }
 
         // 2. ICMP errors.
-        if udp_revents & libc::POLLERR != 0 {
-            with_driver(shared, |d| d.read_errors());
+        if udp & libc::POLLERR != 0 && with_driver(shared, |d| d.read_errors()).is_none() {
+            return;
         }
 
         // 3. Datagrams, one ACK flush per batch; readers wake per batch.
-        if udp_revents & libc::POLLIN != 0 && !shared.udp_poller.load(Ordering::Acquire) {
+        if udp & libc::POLLIN != 0 && shared.udp_poller.load(Ordering::Acquire) == POLLER_FREE {
             for _ in 0..RECV_ROUNDS {
                 let Some((n, wakes)) = with_driver(shared, |d| {
                     let n = d.receive_batch();
+                    let now = d.now();
+                    d.endpoint.flush_acks(now);
+                    d.settle();
                     (n, d.take_wakes())
                 }) else {
                     return;
@@ -287,7 +311,7 @@ fn io_loop(shared: &ContextShared) {
         }
 
         // 4.-6. Timers, commands, events and transmits.
-        let clear_waker = wake_revents & libc::POLLIN != 0;
+        let clear_waker = wake & libc::POLLIN != 0;
         let Some((exit, wakes)) = with_driver(shared, |d| {
             let exit = d.timers_and_commands(clear_waker);
             (exit, d.take_wakes())
@@ -302,10 +326,32 @@ fn io_loop(shared: &ContextShared) {
 }
 
 /// A user thread waiting to read receives datagrams itself until its
-/// `wake_fd` turns readable (it has something to read, or failed) or the
-/// deadline passes. Each batch runs through the engine under the driver's
-/// lock, exactly as on the I/O thread.
-pub(crate) fn receive_until(shared: &ContextShared, wake_fd: RawFd, deadline: Option<Instant>) {
+/// connection turns readable (`wake_fd`, which the I/O thread can also
+/// set) or the deadline passes. Each batch runs through the engine under
+/// the driver's lock, exactly as on the I/O thread. The caller owns the
+/// socket's input (`POLLER_ACTIVE`); this hands it on when it returns.
+pub(crate) fn receive_until(
+    shared: &ContextShared,
+    conn: &ConnShared,
+    wake_fd: RawFd,
+    deadline: Option<Instant>,
+) {
+    // However this ends (even by a panic), the input goes back to the I/O
+    // thread, unless the reader parks it for its next read.
+    struct Handover<'a> {
+        shared: &'a ContextShared,
+        park: bool,
+    }
+    impl Drop for Handover<'_> {
+        fn drop(&mut self) {
+            hand_back(self.shared, self.park);
+        }
+    }
+    let mut handover = Handover {
+        shared,
+        park: false,
+    };
+    let small = || conn.state.lock().recv.len() <= PARK_MAX_BUFFERED;
     loop {
         let wait_us = match deadline {
             Some(d) => {
@@ -317,21 +363,57 @@ pub(crate) fn receive_until(shared: &ContextShared, wake_fd: RawFd, deadline: Op
             }
             None => None,
         };
-        let (udp_revents, wake_revents) = poll(shared.udp_fd, wake_fd, libc::POLLIN, wait_us);
-        if wake_revents != 0 {
+        let mut fds = [
+            pollfd(shared.udp_fd, libc::POLLIN),
+            pollfd(wake_fd, libc::POLLIN),
+        ];
+        // A reply often follows within microseconds: look again for a
+        // moment before sleeping, since waking a thread whose CPU went idle
+        // costs tens of microseconds. Yielding keeps a peer on this CPU going.
+        let spin_until = Instant::now() + SPIN;
+        loop {
+            poll(&mut fds, Some(0));
+            if fds.iter().any(|p| p.revents != 0) || Instant::now() >= spin_until {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        if fds.iter().all(|p| p.revents == 0) {
+            poll(&mut fds, wait_us);
+        }
+        let [udp, wake] = fds.map(|p| p.revents);
+        if wake != 0 {
+            handover.park = small();
             return;
         }
-        if udp_revents & libc::POLLERR != 0 {
+        if udp & libc::POLLERR != 0 {
             with_driver(shared, |d| d.read_errors());
         }
-        if udp_revents & (libc::POLLIN | libc::POLLERR) == 0 {
-            if udp_revents != 0 {
+        if udp & (libc::POLLIN | libc::POLLERR) == 0 {
+            if udp != 0 {
                 return; // POLLNVAL/POLLHUP: the socket is gone
             }
             continue;
         }
         let Some(wakes) = with_driver(shared, |d| {
             d.receive_batch();
+            d.settle();
+            d.take_wakes()
+        }) else {
+            return;
+        };
+        wakes.deliver(shared);
+        if conn.readiness().readable {
+            // Our data: its ACK waits for our reply to carry it (or for
+            // the handover).
+            handover.park = small();
+            return;
+        }
+        // Someone else's: acknowledge now.
+        let Some(wakes) = with_driver(shared, |d| {
+            let now = d.now();
+            d.endpoint.flush_acks(now);
+            d.flush_transmits();
             d.take_wakes()
         }) else {
             return;
@@ -340,24 +422,38 @@ pub(crate) fn receive_until(shared: &ContextShared, wake_fd: RawFd, deadline: Op
     }
 }
 
-fn poll(
-    udp_fd: RawFd,
-    waker_fd: RawFd,
-    udp_events: libc::c_short,
-    wait_us: Option<u64>,
-) -> (libc::c_short, libc::c_short) {
-    let mut fds = [
-        libc::pollfd {
-            fd: udp_fd,
-            events: udp_events,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: waker_fd,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
+/// A reader that owned the socket's input (`POLLER_ACTIVE`) lets go of it:
+/// parked for its next read (`park`, unless other readers wait), or back to
+/// the I/O thread, with the ACKs deferred for a reply sent now.
+pub(crate) fn hand_back(s: &ContextShared, park: bool) {
+    if park && s.waiting_readers.load(Ordering::Acquire) == 0 {
+        let until = s.timer.now() + PARK_US;
+        s.park_deadline.store(until, Ordering::Release);
+        s.udp_poller.store(POLLER_PARKED, Ordering::Release);
+        // An alarm within another PARK_US will do: the I/O thread, woken by
+        // an older one, just sleeps again until this deadline.
+        s.timer.ring_within(until, PARK_US);
+    } else {
+        with_driver(s, |d| {
+            let now = d.now();
+            d.endpoint.flush_acks(now);
+            d.flush_transmits();
+        });
+        s.udp_poller.store(POLLER_FREE, Ordering::Release);
+        s.waker.wake();
+    }
+}
+
+fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
+/// `ppoll` on `fds` for at most `wait_us` (forever when `None`).
+fn poll(fds: &mut [libc::pollfd], wait_us: Option<u64>) {
     let ts = wait_us.map(|us| libc::timespec {
         tv_sec: (us / 1_000_000).min(i32::MAX as u64) as libc::time_t,
         tv_nsec: ((us % 1_000_000) * 1000) as libc::c_long,
@@ -365,22 +461,30 @@ fn poll(
     let tsp = ts
         .as_ref()
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: two valid pollfds and an optional valid timespec.
-    let r = unsafe { libc::ppoll(fds.as_mut_ptr(), 2, tsp, std::ptr::null()) };
+    // SAFETY: valid pollfds and an optional valid timespec.
+    let r = unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            tsp,
+            std::ptr::null(),
+        )
+    };
     if r < 0 {
-        return (0, 0);
+        for p in fds.iter_mut() {
+            p.revents = 0;
+        }
     }
-    (fds[0].revents, fds[1].revents)
 }
 
 impl Driver {
     fn now(&self) -> u64 {
-        self.start.elapsed().as_micros() as u64
+        self.shared.timer.now()
     }
 
     /// The earliest instant the loop has work without any input.
-    fn next_deadline(&self) -> Option<u64> {
-        let mut deadline = self.endpoint.poll_timeout();
+    fn next_deadline(&mut self) -> Option<u64> {
+        let mut deadline = self.endpoint.next_timeout();
         for h in &self.closing {
             if let Some(d) = self.conns.get(h).and_then(|c| c.close_deadline) {
                 deadline = Some(deadline.map_or(d, |x| x.min(d)));
@@ -395,25 +499,25 @@ impl Driver {
         deadline
     }
 
-    /// What the I/O thread sleeps on: (UDP fd, its events, timeout in µs).
-    fn prepare_sleep(&mut self) -> (RawFd, libc::c_short, Option<u64>) {
-        let now = self.now();
-        let deadline = self.next_deadline();
-        self.sleeping_until = Some(deadline.unwrap_or(u64::MAX));
-        // A user thread receiving itself owns the socket's input.
-        let mut udp_events = if self.shared.udp_poller.load(Ordering::Acquire) {
-            0
-        } else {
+    /// Sets the alarm for the next deadline; returns what to poll the UDP
+    /// socket for: input only while no user thread owns it.
+    fn prepare_sleep(&mut self) -> (RawFd, libc::c_short) {
+        let mut deadline = self.next_deadline();
+        let poller = self.shared.udp_poller.load(Ordering::Acquire);
+        if poller == POLLER_PARKED {
+            let d = self.shared.park_deadline.load(Ordering::Acquire);
+            deadline = Some(deadline.map_or(d, |x| x.min(d)));
+        }
+        self.shared.timer.set(deadline);
+        let mut udp_events = if poller == POLLER_FREE {
             libc::POLLIN
+        } else {
+            0
         };
         if !self.transmits.is_empty() && self.send_retry_at.is_none() {
             udp_events |= libc::POLLOUT;
         }
-        (
-            self.socket.as_raw_fd(),
-            udp_events,
-            deadline.map(|d| d.saturating_sub(now)),
-        )
+        (self.socket.as_raw_fd(), udp_events)
     }
 
     /// One `recvmmsg` batch through the engine; returns its size.
@@ -439,8 +543,6 @@ impl Driver {
                 }
             }
         }
-        self.endpoint.flush_acks(now);
-        self.settle();
         n
     }
 
@@ -455,6 +557,19 @@ impl Driver {
             self.endpoint.handle_timeout(now);
         }
         self.expire_closing(now);
+        // A parked reader did not come back in time: take the input back,
+        // and send the ACKs it left for a reply.
+        if self.shared.udp_poller.load(Ordering::Acquire) == POLLER_PARKED
+            && now >= self.shared.park_deadline.load(Ordering::Acquire)
+        {
+            let _ = self.shared.udp_poller.compare_exchange(
+                POLLER_PARKED,
+                POLLER_FREE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+        self.endpoint.flush_acks(now);
 
         if clear_waker {
             self.shared.waker.reset();
@@ -490,15 +605,20 @@ impl Driver {
         }
         let h = self.lookup(conn)?;
         self.service(h);
+        // ACKs a parked reader left: carried by what we are sending, or sent now.
+        let now = self.now();
+        self.endpoint.flush_acks(now);
+        // The I/O thread sleeps on an older alarm: bring it forward if the
+        // engine must wake earlier now (a retransmission timer), without
+        // waking the thread. Before sending: once the peer has the packet,
+        // this thread should be on its way to sleep, so the reply's wake-up
+        // finds it (and the peer) cheaply.
+        if let Some(d) = self.next_deadline() {
+            self.shared.timer.ring_by(d);
+        }
         self.settle();
-        // The I/O thread sleeps with an older plan: wake it if it must now
-        // wake earlier (a retransmission timer) or wait for POLLOUT.
-        if let Some(until) = self.sleeping_until {
-            let earlier = self.next_deadline().is_some_and(|d| d < until);
-            if earlier || !self.transmits.is_empty() {
-                self.sleeping_until = None;
-                self.shared.waker.wake();
-            }
+        if !self.transmits.is_empty() {
+            self.shared.waker.wake();
         }
         Some(self.take_wakes())
     }
@@ -881,6 +1001,12 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// The engine's statistics of a connection right now.
+    pub(crate) fn stats_of(&mut self, conn: &Arc<ConnShared>) -> Option<ConnectionStats> {
+        let h = self.lookup(conn)?;
+        self.endpoint.stats(h)
     }
 
     /// Tells handles whose FIN the peer acknowledged (`StreamHandle::close`

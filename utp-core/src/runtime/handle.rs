@@ -183,6 +183,8 @@ pub(crate) struct ConnShared {
     /// datagrams itself (see `StreamHandle::receive_while_waiting`) also
     /// polls, so that the I/O thread can still wake it.
     pub read_wake: OnceLock<Notifier>,
+    /// A reader of this connection is receiving datagrams itself.
+    pub reader_polling: AtomicBool,
     pub interest: AtomicU8,
     /// Room needed before the stream reports itself writable.
     pub low_water: AtomicUsize,
@@ -196,6 +198,12 @@ thread_local! {
     /// Set on I/O threads: a callback running there must never block
     /// waiting for that same thread.
     pub(crate) static ON_IO_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+thread_local! {
+    /// The connection (`ConnShared::id`) whose reader this thread is while
+    /// it receives datagrams itself; 0 otherwise.
+    pub(crate) static POLLING_CONN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 fn on_io_thread() -> bool {
@@ -247,6 +255,7 @@ impl ConnShared {
             engine: AtomicUsize::new(usize::MAX),
             notifier: OnceLock::new(),
             read_wake: OnceLock::new(),
+            reader_polling: AtomicBool::new(false),
             interest: AtomicU8::new(Interest::READABLE.bits()),
             low_water: AtomicUsize::new(config.send_low_water),
             stats: Mutex::new(None),
@@ -287,8 +296,13 @@ impl ConnShared {
                 self.readiness().matches(interest)
             });
         }
+        // Only a reader receiving datagrams itself waits on it (and one that
+        // just stopped, to clear it); not when that reader is the caller.
         if let Some(n) = self.read_wake.get() {
-            n.update(|| self.readiness().readable);
+            let by_the_reader = POLLING_CONN.with(|c| c.get()) == self.id;
+            if (self.reader_polling.load(Ordering::SeqCst) && !by_the_reader) || n.is_signaled() {
+                n.update(|| self.readiness().readable);
+            }
         }
     }
 
@@ -367,9 +381,16 @@ pub(crate) struct ContextShared {
     pub core: Mutex<Option<super::driver::Driver>>,
     /// The UDP socket's descriptor (valid while the I/O thread runs).
     pub udp_fd: RawFd,
-    /// A user thread blocked in `read` is receiving datagrams itself; the
-    /// I/O thread leaves the socket's input to it meanwhile.
-    pub udp_poller: AtomicBool,
+    /// Who receives datagrams: the I/O thread, a user thread blocked in
+    /// `read` (the I/O thread leaves the socket's input to it), or nobody
+    /// for a moment (parked until `park_deadline`, µs).
+    pub udp_poller: AtomicU8,
+    pub park_deadline: AtomicU64,
+    /// Readers blocked on the condition variable while another thread
+    /// receives: the receiver then hands the input back instead of parking.
+    pub waiting_readers: AtomicUsize,
+    /// The I/O thread's alarm, and the context's clock.
+    pub timer: super::timer::Timer,
     /// The I/O thread is gone (exited or panicked).
     pub dead: AtomicBool,
     pub exited: Mutex<bool>,
@@ -947,27 +968,14 @@ impl StreamHandle {
         st: &mut MutexGuard<'_, ConnState>,
         wait: Wait,
     ) -> io::Result<()> {
+        use super::driver::{POLLER_ACTIVE, POLLER_FREE, POLLER_PARKED};
         let shared = &self.ctx.shared;
-        if wait == Wait::NonBlocking
-            || on_io_thread()
-            || shared
+        let claim = |from: u8| {
+            shared
                 .udp_poller
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-        {
-            return wait.block(&self.conn.cond, st);
-        }
-        let deadline = match wait {
-            Wait::Until(d) => Some(d),
-            _ => None,
+                .compare_exchange(from, POLLER_ACTIVE, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
         };
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            shared.udp_poller.store(false, Ordering::Release);
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "uTP operation timed out",
-            ));
-        }
         let wake_fd = match self.conn.read_wake.get() {
             Some(n) => Some(n.as_raw_fd()),
             None => Notifier::new().ok().map(|n| {
@@ -975,23 +983,36 @@ impl StreamHandle {
                 self.conn.read_wake.get().expect("just set").as_raw_fd()
             }),
         };
-        let Some(wake_fd) = wake_fd else {
-            shared.udp_poller.store(false, Ordering::Release);
-            return wait.block(&self.conn.cond, st);
+        let deadline = match wait {
+            Wait::Until(d) => Some(d),
+            _ => None,
         };
-        MutexGuard::unlocked(st, || {
-            // Hands the socket back to the I/O thread however this ends.
-            struct Release<'a>(&'a ContextShared);
-            impl Drop for Release<'_> {
-                fn drop(&mut self) {
-                    self.0.udp_poller.store(false, Ordering::Release);
-                    self.0.waker.wake();
-                }
-            }
-            let _release = Release(shared);
-            self.conn.refresh_fd();
-            super::driver::receive_until(shared, wake_fd, deadline);
-        });
+        let receive_here = wait != Wait::NonBlocking
+            && !on_io_thread()
+            && wake_fd.is_some()
+            && deadline.is_none_or(|d| Instant::now() < d)
+            && (claim(POLLER_PARKED) || claim(POLLER_FREE));
+        let Some(wake_fd) = wake_fd.filter(|_| receive_here) else {
+            shared.waiting_readers.fetch_add(1, Ordering::AcqRel);
+            let r = wait.block(&self.conn.cond, st);
+            shared.waiting_readers.fetch_sub(1, Ordering::AcqRel);
+            return r;
+        };
+        // Flag first, then look: a thread that changes the state after the
+        // look sees the flag and signals `wake_fd`.
+        self.conn.reader_polling.store(true, Ordering::SeqCst);
+        let ready = st.readiness(0).readable;
+        if !ready {
+            MutexGuard::unlocked(st, || {
+                POLLING_CONN.with(|c| c.set(self.conn.id));
+                super::driver::receive_until(shared, &self.conn, wake_fd, deadline);
+                POLLING_CONN.with(|c| c.set(0));
+            });
+        } else {
+            let park = st.recv.len() <= super::driver::PARK_MAX_BUFFERED;
+            super::driver::hand_back(shared, park);
+        }
+        self.conn.reader_polling.store(false, Ordering::SeqCst);
         Ok(())
     }
 
@@ -1186,10 +1207,22 @@ impl StreamHandle {
         self.conn.refresh_fd();
     }
 
-    /// The engine's statistics for this connection, as the I/O thread last
-    /// took them (at most about a millisecond old while the connection is
-    /// busy). Never waits for the I/O thread.
+    /// The engine's statistics for this connection: read from the engine
+    /// under the driver's lock (held only for moments, never across a
+    /// wait), or, once the connection has left the engine, the last
+    /// snapshot. Never waits for the I/O thread to run.
     pub fn stats(&self) -> io::Result<ConnectionStats> {
+        if let Some(fresh) = self
+            .ctx
+            .shared
+            .core
+            .lock()
+            .as_mut()
+            .and_then(|d| d.stats_of(&self.conn))
+        {
+            *self.conn.stats.lock() = Some(fresh.clone());
+            return Ok(fresh);
+        }
         let snapshot = self.conn.stats.lock().clone();
         let mut st = self.conn.state.lock();
         st.stats_wanted = true;

@@ -37,6 +37,7 @@ pub mod error;
 pub mod handle;
 pub mod notify;
 pub mod readiness;
+mod timer;
 pub mod udp;
 pub mod waker;
 

@@ -34,6 +34,11 @@ impl Notifier {
         })
     }
 
+    /// True while the descriptor polls readable.
+    pub fn is_signaled(&self) -> bool {
+        *self.signaled.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Make the descriptor readable iff `ready()` (evaluated under the lock).
     pub fn update(&self, ready: impl FnOnce() -> bool) {
         let mut signaled = self.signaled.lock().unwrap_or_else(|e| e.into_inner());
