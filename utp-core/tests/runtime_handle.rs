@@ -360,3 +360,102 @@ fn exiting_writer_still_delivers() {
         assert_eq!((&s).read(&mut [0u8; 8]).unwrap(), 0);
     });
 }
+
+/// Many blocking readers on one context take turns receiving datagrams for
+/// everyone (one at a time; the rest wait on their condition variables):
+/// no reader is left waiting for data that arrived.
+#[test]
+fn many_blocking_readers_share_one_context() {
+    with_timeout(120, || {
+        const CONNS: usize = 48;
+        const ROUNDS: usize = 50;
+        let server = UtpContext::bind("127.0.0.1:0").unwrap();
+        let addr = server.local_addr().unwrap();
+        let srv = server.clone();
+        let echo = thread::spawn(move || {
+            let mut workers = Vec::new();
+            for _ in 0..CONNS {
+                let (s, _) = srv.accept_timeout(Duration::from_secs(30)).unwrap();
+                workers.push(thread::spawn(move || {
+                    let mut s = s;
+                    let mut buf = [0u8; 256];
+                    loop {
+                        match s.read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => s.write_all(&buf[..n]).unwrap(),
+                            Err(e) => panic!("server read: {e}"),
+                        }
+                    }
+                }));
+            }
+            for w in workers {
+                w.join().unwrap();
+            }
+        });
+        let client = UtpContext::bind("127.0.0.1:0").unwrap();
+        let clients: Vec<_> = (0..CONNS)
+            .map(|i| {
+                let ctx = client.clone();
+                thread::spawn(move || {
+                    let mut s = ctx.connect(addr).unwrap();
+                    // Readers wait in slices, as bindings do to stay
+                    // interruptible.
+                    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                    let mut back = [0u8; 64];
+                    for r in 0..ROUNDS {
+                        let msg = [(i * 7 + r) as u8; 64];
+                        s.write_all(&msg).unwrap();
+                        let mut got = 0;
+                        let deadline = Instant::now() + Duration::from_secs(20);
+                        while got < msg.len() {
+                            match s.read(&mut back[got..]) {
+                                Ok(0) => panic!("early EOF"),
+                                Ok(n) => got += n,
+                                Err(e) if e.kind() == ErrorKind::TimedOut => {
+                                    assert!(Instant::now() < deadline, "reply never came");
+                                }
+                                Err(e) => panic!("client read: {e}"),
+                            }
+                        }
+                        assert_eq!(back, msg);
+                    }
+                    s.shutdown(std::net::Shutdown::Write).unwrap();
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().unwrap();
+        }
+        echo.join().unwrap();
+    });
+}
+
+/// A reader waiting in short slices while a bulk writer streams: every
+/// byte arrives in order, whoever happens to receive the datagrams.
+#[test]
+fn sliced_reader_receives_a_bulk_stream() {
+    with_timeout(120, || {
+        let listener = UtpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let writer = thread::spawn(move || {
+            let s = UtpStream::connect(addr).unwrap();
+            write_pattern(&s, 5, 20 << 20).unwrap();
+            s.close().unwrap();
+        });
+        let (s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        struct Sliced<'a>(&'a UtpStream);
+        impl Read for Sliced<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                loop {
+                    match self.0.read(buf) {
+                        Err(e) if e.kind() == ErrorKind::TimedOut => continue,
+                        r => return r,
+                    }
+                }
+            }
+        }
+        read_pattern(Sliced(&s), 5, 20 << 20).unwrap();
+        writer.join().unwrap();
+    });
+}
