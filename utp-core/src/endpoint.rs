@@ -186,7 +186,12 @@ pub struct Endpoint {
     events: VecDeque<Event>,
     half_open: usize,
     accept_filter: Option<AcceptFilter>,
+    /// RESETs sent lately, by (peer, connection id, seq): when. Each key
+    /// is answered once per `RESET_MEMORY_US`.
     reset_records: HashMap<(SocketAddr, u16, u16), u64>,
+    /// The same records in the order they were made (oldest first), so
+    /// that expiring them costs nothing per packet.
+    reset_order: VecDeque<(u64, (SocketAddr, u16, u16))>,
     reset_tokens: u64,
     reset_refill_us: u64,
     stats: EndpointStats,
@@ -229,6 +234,7 @@ impl Endpoint {
             half_open: 0,
             accept_filter: None,
             reset_records: HashMap::new(),
+            reset_order: VecDeque::new(),
             reset_tokens: RESETS_PER_SECOND,
             reset_refill_us: 0,
             stats: EndpointStats::default(),
@@ -419,18 +425,9 @@ impl Endpoint {
     /// Answer a packet for an unknown connection with RESET, rate-limited.
     fn send_reset(&mut self, now_us: u64, remote: SocketAddr, h: &Header) {
         let key = (remote, h.connection_id, h.seq_nr);
-        if let Some(last) = self.reset_records.get_mut(&key) {
-            if now_us.saturating_sub(*last) < RESET_MEMORY_US {
-                *last = now_us;
-                return;
-            }
-        }
-        if self.reset_records.len() >= MAX_RESET_RECORDS {
-            self.reset_records
-                .retain(|_, t| now_us.saturating_sub(*t) < RESET_MEMORY_US);
-            if self.reset_records.len() >= MAX_RESET_RECORDS {
-                return;
-            }
+        self.expire_reset_records(now_us);
+        if self.reset_records.contains_key(&key) || self.reset_records.len() >= MAX_RESET_RECORDS {
+            return;
         }
         // Token bucket: at most RESETS_PER_SECOND, so we can't be used as an amplifier.
         let elapsed = now_us.saturating_sub(self.reset_refill_us);
@@ -444,6 +441,7 @@ impl Endpoint {
         }
         self.reset_tokens -= 1;
         self.reset_records.insert(key, now_us);
+        self.reset_order.push_back((now_us, key));
         let reset = Header {
             packet_type: PacketType::Reset,
             connection_id: h.connection_id,
@@ -460,6 +458,18 @@ impl Endpoint {
             destination: remote,
             contents,
         });
+    }
+
+    /// Forgets RESET records older than `RESET_MEMORY_US`, oldest first
+    /// (constant time per record, whatever the table's size).
+    fn expire_reset_records(&mut self, now_us: u64) {
+        while let Some(&(t, key)) = self.reset_order.front() {
+            if now_us.saturating_sub(t) < RESET_MEMORY_US {
+                break;
+            }
+            self.reset_order.pop_front();
+            self.reset_records.remove(&key);
+        }
     }
 
     /// Find the connection a datagram we sent belonged to (from an ICMP quote).
@@ -561,10 +571,15 @@ impl Endpoint {
             entry.in_ack_list = true;
             self.ack_list.push(h);
         }
+        // Only a deadline earlier than the one already in the heap gets a
+        // new entry: one that moved later (every ACK pushes the keep-alive
+        // on) keeps the earlier entry, which fires early, harmlessly, and is
+        // replaced then. So the heap holds a few entries per connection, not
+        // one per ACK.
         let deadline = entry.conn.next_deadline();
-        if deadline != entry.scheduled {
-            entry.scheduled = deadline;
-            if let Some(d) = deadline {
+        if let Some(d) = deadline {
+            if entry.scheduled.is_none_or(|s| d < s) {
+                entry.scheduled = Some(d);
                 self.timers.push(Reverse((d, h)));
             }
         }
@@ -597,10 +612,7 @@ impl Endpoint {
             entry.scheduled = None;
             self.with_conn(h, now_us, |c, io| c.handle_timeout(io));
         }
-        if self.reset_records.len() > MAX_RESET_RECORDS / 2 {
-            self.reset_records
-                .retain(|_, t| now_us.saturating_sub(*t) < RESET_MEMORY_US);
-        }
+        self.expire_reset_records(now_us);
     }
 
     /// Earliest instant (µs) at which `handle_timeout` must be called.
@@ -609,9 +621,10 @@ impl Endpoint {
         self.timers.peek().map(|Reverse((t, _))| *t)
     }
 
-    /// Like [`poll_timeout`](Self::poll_timeout), but exact: timer entries
-    /// that no longer match their connection's deadline are dropped first,
-    /// so a driver that sleeps until this instant never wakes for nothing.
+    /// Like [`poll_timeout`](Self::poll_timeout), but timer entries that no
+    /// longer belong to a connection are dropped first, so a driver that
+    /// sleeps until this instant wakes at most early, once, for a deadline
+    /// that moved later.
     pub fn next_timeout(&mut self) -> Option<u64> {
         while let Some(&Reverse((t, h))) = self.timers.peek() {
             match self.conns.get(&h) {
@@ -622,6 +635,11 @@ impl Endpoint {
             }
         }
         None
+    }
+
+    /// Entries in the timer heap (bounded by a few per connection).
+    pub fn timer_entries(&self) -> usize {
+        self.timers.len()
     }
 
     /// Next datagram to send.
@@ -1028,6 +1046,68 @@ mod tests {
         // The same packet again within 10 s: no second RESET.
         e.handle_datagram(1, from, &data);
         assert!(e.poll_transmit().is_none());
+    }
+
+    #[test]
+    fn reset_records_expire_in_order_and_stay_bounded() {
+        let mut e = Endpoint::new(EndpointConfig::default(), 4);
+        let packet = |id: u16, seq: u16| {
+            let mut data = Vec::new();
+            Header {
+                packet_type: PacketType::Data,
+                connection_id: id,
+                timestamp_us: 1,
+                timestamp_diff_us: 0,
+                wnd_size: 1000,
+                seq_nr: seq,
+                ack_nr: 9,
+            }
+            .encode(None, b"x", &mut data);
+            data
+        };
+        // Spread over 12 s so the rate limit lets them through: the table
+        // fills to its cap and no further, however many packets come.
+        let mut now = 0;
+        for i in 0..3000u32 {
+            now += 4_000;
+            let from = SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 7000));
+            e.handle_datagram(now, from, &packet(i as u16, 1));
+            while e.poll_transmit().is_some() {}
+            assert!(e.reset_records.len() <= MAX_RESET_RECORDS);
+            assert_eq!(e.reset_records.len(), e.reset_order.len());
+        }
+        // Records older than the memory are gone, newest kept.
+        assert!(e.reset_records.values().all(|t| now - t < RESET_MEMORY_US));
+        // Once they expire, the same packet is answered again.
+        let from = SocketAddr::from(([10, 0, 11, 183], 7000));
+        e.handle_datagram(now + RESET_MEMORY_US + 1, from, &packet(2999, 1));
+        assert!(e.poll_transmit().is_some());
+        e.handle_timeout(now + 3 * RESET_MEMORY_US);
+        assert!(e.reset_records.len() <= 1 && e.reset_order.len() <= 1);
+    }
+
+    #[test]
+    fn timer_heap_stays_small_under_many_acks() {
+        let mut p = Pair::new();
+        let (ha, hb) = establish(&mut p);
+        // Thousands of small writes, each sent and acknowledged on its own:
+        // every ACK moves the receiver's keep-alive deadline later.
+        for i in 0..3000u32 {
+            p.a.write(p.now, ha, &i.to_le_bytes()).unwrap();
+            p.run_for(25_000);
+            let mut buf = [0u8; 64];
+            while let Ok(n) = p.b.read(p.now, hb, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+            }
+            assert!(
+                p.a.timer_entries() <= 4 && p.b.timer_entries() <= 4,
+                "after {i} writes: {} / {} timer entries",
+                p.a.timer_entries(),
+                p.b.timer_entries()
+            );
+        }
     }
 
     fn pair_with(cfg_a: EndpointConfig, cfg_b: EndpointConfig) -> Pair {

@@ -716,7 +716,7 @@ impl Driver {
         self.shutting_down = true;
         let now = self.now();
         let linger = self.shared.config.endpoint.linger_us;
-        self.exit_deadline = Some(now + linger + 1_000_000);
+        self.exit_deadline = Some(now.saturating_add(linger).saturating_add(1_000_000));
         // Connections nobody accepted: close them.
         let queued: Vec<_> = self.shared.accept.lock().queue.drain(..).collect();
         for conn in queued {
@@ -885,7 +885,8 @@ impl Driver {
                 remove = true;
             } else {
                 if ioc.close_deadline.is_none() {
-                    ioc.close_deadline = Some(now + self.shared.config.endpoint.linger_us);
+                    ioc.close_deadline =
+                        Some(now.saturating_add(self.shared.config.endpoint.linger_us));
                 }
                 self.closing.insert(h);
                 drop(st);
