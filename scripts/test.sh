@@ -6,7 +6,9 @@
 #   2. C ABI: header regeneration check, layout asserts in C and C++, libutp's
 #      own ucat.c built against our library talking to real libutp, misuse
 #      tests under valgrind.
-#   3. The benchmark harness in smoke mode (bench/run.sh --smoke): every
+#   3. The Python binding (scripts/test-python.sh): wheel built and tested
+#      in a clean venv, `pip install ./bindings-python`, the examples.
+#   4. The benchmark harness in smoke mode (bench/run.sh --smoke): every
 #      benchmark role runs once with small sizes and must move its data
 #      byte-exact; slow numbers never fail it. Without root, the veth and
 #      testbed parts are skipped.
@@ -15,4 +17,5 @@ cd "$(dirname "$0")/.."
 
 cargo test --workspace --release
 bash scripts/test-ffi.sh
+bash scripts/test-python.sh
 bash bench/run.sh --smoke
