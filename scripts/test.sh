@@ -6,9 +6,14 @@
 #   2. C ABI: header regeneration check, layout asserts in C and C++, libutp's
 #      own ucat.c built against our library talking to real libutp, misuse
 #      tests under valgrind.
-#   3. The Python binding (scripts/test-python.sh): wheel built and tested
+#   3. The C library as users install it (scripts/test-c-install.sh):
+#      install into a prefix, examples built with pkg-config, shared and
+#      static, run with no extra environment.
+#   4. The Python binding (scripts/test-python.sh): wheel built and tested
 #      in a clean venv, `pip install ./bindings-python`, the examples.
-#   4. The benchmark harness in smoke mode (bench/run.sh --smoke): every
+#   5. Every command the README shows, on a fresh copy of the repository
+#      (scripts/test-readme.sh).
+#   6. The benchmark harness in smoke mode (bench/run.sh --smoke): every
 #      benchmark role runs once with small sizes and must move its data
 #      byte-exact; slow numbers never fail it. Without root, the veth and
 #      testbed parts are skipped.
@@ -17,5 +22,7 @@ cd "$(dirname "$0")/.."
 
 cargo test --workspace --release
 bash scripts/test-ffi.sh
+bash scripts/test-c-install.sh
 bash scripts/test-python.sh
+bash scripts/test-readme.sh
 bash bench/run.sh --smoke

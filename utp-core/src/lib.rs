@@ -13,6 +13,7 @@ pub mod packet;
 pub mod rtt;
 pub mod runtime;
 pub mod seq;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod stats;
 
