@@ -294,16 +294,32 @@ fn io_loop(shared: &ContextShared) {
         // 3. Datagrams, one ACK flush per batch; readers wake per batch.
         if udp & libc::POLLIN != 0 && shared.udp_poller.load(Ordering::Acquire) == POLLER_FREE {
             for _ in 0..RECV_ROUNDS {
-                let Some((n, wakes)) = with_driver(shared, |d| {
+                let Some((n, wakes, held)) = with_driver(shared, |d| {
                     let n = d.receive_batch();
                     let now = d.now();
                     d.endpoint.flush_acks(now);
-                    d.settle();
-                    (n, d.take_wakes())
+                    d.handle_events();
+                    // A new incoming connection: the application hears of it
+                    // before our SYN-ACK leaves, so its `accept` side never
+                    // lags the peer's "connected" (as with libutp).
+                    let held = d.wake_listener;
+                    if !held {
+                        d.settle();
+                    }
+                    (n, d.take_wakes(), held)
                 }) else {
                     return;
                 };
                 wakes.deliver(shared);
+                if held {
+                    let Some(wakes) = with_driver(shared, |d| {
+                        d.settle();
+                        d.take_wakes()
+                    }) else {
+                        return;
+                    };
+                    wakes.deliver(shared);
+                }
                 if n < BATCH {
                     break;
                 }
@@ -1036,6 +1052,19 @@ impl Driver {
             if !c.wake_queued {
                 c.wake_queued = true;
                 self.to_wake.push(c.shared.clone());
+            }
+        }
+    }
+
+    /// The engine's events and write retries, without sending anything.
+    fn handle_events(&mut self) {
+        while let Some(ev) = self.endpoint.poll_event() {
+            self.handle_event(ev);
+        }
+        if !self.write_retry.is_empty() {
+            let retry: Vec<_> = self.write_retry.iter().copied().collect();
+            for h in retry {
+                self.service(h);
             }
         }
     }

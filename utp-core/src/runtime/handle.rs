@@ -162,6 +162,7 @@ impl ConnState {
             error,
             connected: self.connected,
             closed: error || self.phase == Phase::Closed || (eof && self.fin_acked),
+            finished: self.fin_acked,
         }
     }
 }

@@ -81,6 +81,9 @@ pub struct Readiness {
     pub connected: bool,
     /// The connection is over: it failed, or it finished its close.
     pub closed: bool,
+    /// Our write half is done and acknowledged: the peer has every byte we
+    /// wrote, and our FIN.
+    pub finished: bool,
 }
 
 impl Readiness {
