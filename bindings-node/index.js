@@ -156,6 +156,9 @@ class Socket extends Duplex {
     process.nextTick(() => {
       drainReady()
       this._onReady()
+      // As net does: start reading (up to the high-water mark) so that the
+      // peer's end is seen even before anyone consumes data.
+      if (this._handle && !this.destroyed) this.read(0)
     })
   }
 
@@ -195,6 +198,9 @@ class Socket extends Duplex {
       if (buf.length === 0) {
         this._wantRead = false
         this.push(null)
+        // As net does: with nothing buffered, 'end' follows even if nobody
+        // reads, so an ended, idle socket closes.
+        process.nextTick(() => this.read(0))
         if (this._style === 'utp-native') this._destroyMaybe()
         return
       }
@@ -424,7 +430,7 @@ class Server extends EventEmitter {
     let cb = typeof args[args.length - 1] === 'function' ? args.pop() : null
     let port = 0
     let host
-    let backlog = 128
+    let backlog = 511 // net's default
     if (args[0] !== null && typeof args[0] === 'object') {
       port = args[0].port || 0
       host = args[0].host
@@ -580,7 +586,8 @@ UTP.prototype.bind = function (port, ip, onlistening) {
     return
   }
   try {
-    this._ctx = new native.Context(ip, port, 128)
+    // utp-native never sees ICMP errors: its connections time out.
+    this._ctx = new native.Context(ip, port, 128, false)
   } catch (err) {
     process.nextTick(() => this.emit('error', nativeError(err, 'bind', ip, port)))
     return
@@ -749,3 +756,5 @@ module.exports.Server = Server
 // `createServer` and `connect` at the top level are utp-native's (this
 // module is a drop-in for it); `utp.net` has the net-style ones.
 module.exports.net = { createServer, connect, createConnection: connect, Socket, Server }
+// How many open, referenced sockets and servers keep the process alive.
+module.exports.activeHandles = () => liveRefs

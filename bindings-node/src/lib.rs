@@ -185,15 +185,17 @@ impl Drop for Context {
 #[napi]
 impl Context {
     /// Binds `host:port` (numeric IP; port 0 picks one). `backlog` 0 refuses
-    /// incoming connections.
+    /// incoming connections. `icmp` false ignores ICMP port unreachable
+    /// (utp-native's behaviour: such connections time out).
     #[napi(constructor)]
-    pub fn new(host: String, port: u32, backlog: u32) -> Result<Self> {
+    pub fn new(host: String, port: u32, backlog: u32, icmp: Option<bool>) -> Result<Self> {
         let addr = parse_addr(&host, port)?;
         let mut config = RuntimeConfig {
             backlog: backlog as usize,
             // The event loop must never block: JavaScript closes sockets
             // explicitly and keeps the process alive until they finish.
             linger_on_drop: false,
+            icmp_unreachable: icmp.unwrap_or(true),
             ..RuntimeConfig::default()
         };
         if backlog == 0 {

@@ -595,13 +595,20 @@ impl Driver {
 
         if self.shutting_down {
             let now = self.now();
-            // Connections whose every byte (and FIN) was acknowledged
-            // don't keep the thread, even if the peer has not closed its
-            // side yet: nothing of ours can be lost any more, and a
-            // program should not wait to exit after a complete transfer.
-            let done = self.conns.is_empty()
-                && self.endpoint.undelivered_connection_count() == 0
-                && self.transmits.is_empty();
+            // When a user waits for this exit (dropping the last handle
+            // with `linger_on_drop`), connections whose every byte (and
+            // FIN) was acknowledged don't keep the thread, even if the peer
+            // has not closed its side yet: nothing of ours can be lost any
+            // more, and a program should not wait to exit after a complete
+            // transfer. Otherwise nobody waits, and the thread stays to
+            // answer the peer's FIN, so the peer sees a clean close rather
+            // than an unreachable port.
+            let remaining = if self.shared.config.linger_on_drop {
+                self.endpoint.undelivered_connection_count()
+            } else {
+                self.endpoint.active_connection_count()
+            };
+            let done = self.conns.is_empty() && remaining == 0 && self.transmits.is_empty();
             if done || self.exit_deadline.is_some_and(|d| now >= d) {
                 // Push out whatever the engine still has (FINs, RESETs).
                 self.flush_transmits();
@@ -659,7 +666,7 @@ impl Driver {
         let now = self.now();
         let quoted = &e.original[..e.original_len.min(e.original.len())];
         match e.kind {
-            IcmpKind::PortUnreachable => {
+            IcmpKind::PortUnreachable if self.shared.config.icmp_unreachable => {
                 self.endpoint
                     .handle_icmp_unreachable(now, e.destination, quoted);
             }

@@ -77,6 +77,11 @@ pub struct RuntimeConfig {
     pub send_low_water: usize,
     /// Incoming connections waiting for `accept` before new ones are refused.
     pub backlog: usize,
+    /// ICMP "port unreachable" for one of our datagrams fails the
+    /// connection at once (`ConnectionRefused` while connecting,
+    /// `ConnectionReset` after). `false` ignores it, as libutp programs that
+    /// never read ICMP see it: the connection times out instead.
+    pub icmp_unreachable: bool,
     /// Dropping the last handle of the context waits until every byte
     /// written was acknowledged (at most the engine's linger time,
     /// `endpoint.linger_us`, plus two seconds), so a program that returns
@@ -97,6 +102,7 @@ impl Default for RuntimeConfig {
             stream_send_buffer: 256 << 10,
             send_low_water: 16 << 10,
             backlog: 128,
+            icmp_unreachable: true,
             linger_on_drop: true,
             seed: None,
         }
