@@ -11,9 +11,11 @@
 #      static, run with no extra environment.
 #   4. The Python binding (scripts/test-python.sh): wheel built and tested
 #      in a clean venv, `pip install ./bindings-python`, the examples.
-#   5. Every command the README shows, on a fresh copy of the repository
+#   5. The Node.js binding (scripts/test-node.sh): packed, installed in a
+#      clean folder, its tests, utp-native's own tests, the examples.
+#   6. Every command the README shows, on a fresh copy of the repository
 #      (scripts/test-readme.sh).
-#   6. The benchmark harness in smoke mode (bench/run.sh --smoke): every
+#   7. The benchmark harness in smoke mode (bench/run.sh --smoke): every
 #      benchmark role runs once with small sizes and must move its data
 #      byte-exact; slow numbers never fail it. Without root, the veth and
 #      testbed parts are skipped.
@@ -24,5 +26,6 @@ cargo test --workspace --release
 bash scripts/test-ffi.sh
 bash scripts/test-c-install.sh
 bash scripts/test-python.sh
+bash scripts/test-node.sh
 bash scripts/test-readme.sh
 bash bench/run.sh --smoke
