@@ -255,6 +255,9 @@ class Socket extends Duplex {
     } catch (err) {
       return cb(nativeErrorFrom(err))
     }
+    // utp-native finishes at once (and then destroys the connection, once
+    // the peer's end is in too).
+    if (this._style === 'utp-native') return cb()
     // 'finish' once the peer has acknowledged everything: a process that
     // ends a socket and exits still delivers it.
     this._pendingFinal = (err) => cb(err)
@@ -586,8 +589,9 @@ UTP.prototype.bind = function (port, ip, onlistening) {
     return
   }
   try {
-    // utp-native never sees ICMP errors: its connections time out.
-    this._ctx = new native.Context(ip, port, 128, false)
+    // As utp-native: no ICMP errors (connections time out instead), and
+    // libutp's close (forget a connection once our FIN is acknowledged).
+    this._ctx = new native.Context(ip, port, 128, true)
   } catch (err) {
     process.nextTick(() => this.emit('error', nativeError(err, 'bind', ip, port)))
     return
@@ -724,8 +728,16 @@ UTP.prototype._closeMaybe = function () {
     const ctx = this._ctx
     this._ctx = null
     this._address = null
-    if (ctx) ctx.release()
-    process.nextTick(() => this.emit('close'))
+    if (!ctx) return process.nextTick(() => this.emit('close'))
+    ctx.release()
+    // As utp-native: 'close' once the port is really closed and answers
+    // nothing any more (bounded, in case a connection lingers).
+    const deadline = Date.now() + 5000
+    const poll = () => {
+      if (ctx.hasExited() || Date.now() > deadline) this.emit('close')
+      else setTimeout(poll, 5)
+    }
+    poll()
   }
 }
 

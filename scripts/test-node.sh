@@ -21,7 +21,8 @@ export npm_config_fund=false npm_config_audit=false npm_config_update_notifier=f
 echo "test-node: npm pack"
 (cd bindings-node && npm pack --silent --pack-destination "$WORK" >/dev/null)
 tarball=$(ls "$WORK"/utp-socket-*.tgz)
-tar tzf "$tarball" | grep -q 'package/utp_node.linux-x64.node' || { echo "test-node: FAIL: the addon is not in the tarball" >&2; exit 1; }
+tar tzf "$tarball" >"$WORK/contents"
+grep -qx 'package/utp_node.linux-x64.node' "$WORK/contents" || { echo "test-node: FAIL: the addon is not in the tarball" >&2; exit 1; }
 echo "test-node: $(basename "$tarball"): $(stat -c %s "$tarball") bytes"
 
 P="$WORK/project"

@@ -28,7 +28,9 @@ use napi::{Env, JsFunction, JsUnknown};
 use napi_derive::napi;
 
 use utp_core::runtime::error::{errno_name, errno_of};
-use utp_core::runtime::{ContextHandle, Interest, RuntimeConfig, StreamHandle, UtpContext, Wait};
+use utp_core::runtime::{
+    ContextHandle, ExitWatch, Interest, RuntimeConfig, StreamHandle, UtpContext, Wait,
+};
 
 type Notify = ThreadsafeFunction<(), ErrorStrategy::Fatal>;
 
@@ -162,6 +164,8 @@ pub struct ErrorInfo {
 #[napi]
 pub struct Context {
     handle: Option<Arc<ContextHandle>>,
+    /// Tells when the I/O thread is gone (the port no longer answers).
+    exit: ExitWatch,
     id: u32,
 }
 
@@ -185,25 +189,30 @@ impl Drop for Context {
 #[napi]
 impl Context {
     /// Binds `host:port` (numeric IP; port 0 picks one). `backlog` 0 refuses
-    /// incoming connections. `icmp` false ignores ICMP port unreachable
-    /// (utp-native's behaviour: such connections time out).
+    /// incoming connections. `libutp` true behaves as utp-native (libutp
+    /// over libuv) does: ICMP port unreachable is ignored (such connections
+    /// time out), and a closed connection is forgotten once our FIN is
+    /// acknowledged.
     #[napi(constructor)]
-    pub fn new(host: String, port: u32, backlog: u32, icmp: Option<bool>) -> Result<Self> {
+    pub fn new(host: String, port: u32, backlog: u32, libutp: Option<bool>) -> Result<Self> {
+        let libutp = libutp.unwrap_or(false);
         let addr = parse_addr(&host, port)?;
         let mut config = RuntimeConfig {
             backlog: backlog as usize,
             // The event loop must never block: JavaScript closes sockets
             // explicitly and keeps the process alive until they finish.
             linger_on_drop: false,
-            icmp_unreachable: icmp.unwrap_or(true),
+            icmp_unreachable: !libutp,
             ..RuntimeConfig::default()
         };
+        config.endpoint.close_on_fin_acked = libutp;
         if backlog == 0 {
             config.endpoint.accept_incoming = false;
         }
         let ctx = UtpContext::bind_with_config(addr, config).map_err(|e| code_error(&e))?;
         Ok(Context {
             handle: Some(ctx.handle().clone()),
+            exit: ctx.exit_watch(),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         })
     }
@@ -296,6 +305,13 @@ impl Context {
             h.set_accept_callback(None);
         }
         Ok(())
+    }
+
+    /// True once the context's I/O thread has exited and its port is closed
+    /// (after `release()` and the end of its connections).
+    #[napi]
+    pub fn has_exited(&self) -> bool {
+        self.exit.has_exited()
     }
 
     /// Lets go of the context (the port is freed once its connections end).
