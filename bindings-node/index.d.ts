@@ -6,7 +6,7 @@ declare namespace utp {
   interface AddressInfo { address: string; family: string; port: number }
 
   /** A uTP connection: a Duplex stream, as net.Socket is. */
-  class Socket extends Duplex {
+  interface Socket extends Duplex {
     readonly remoteAddress?: string
     readonly remotePort?: number
     readonly remoteFamily?: string
@@ -30,7 +30,7 @@ declare namespace utp {
   interface ServerOptions { allowHalfOpen?: boolean }
 
   /** A listening uTP port, as net.Server is. */
-  class Server extends EventEmitter {
+  interface Server extends EventEmitter {
     readonly listening: boolean
     maxConnections?: number
     listen (port?: number, host?: string, callback?: () => void): this
@@ -53,8 +53,8 @@ declare namespace utp {
     connect (options: ConnectOptions, onConnect?: () => void): Socket
     createConnection (port: number, host?: string, onConnect?: () => void): Socket
     createConnection (options: ConnectOptions, onConnect?: () => void): Socket
-    Socket: typeof Socket
-    Server: typeof Server
+    Socket: new (options?: { allowHalfOpen?: boolean }) => Socket
+    Server: new (options?: ServerOptions, onConnection?: (socket: Socket) => void) => Server
   }
 
   interface RemoteInfo { address: string; family: string; port: number }
@@ -80,21 +80,21 @@ declare namespace utp {
     on (event: 'error', listener: (err: Error) => void): this
     on (event: string, listener: (...args: any[]) => void): this
   }
+
+  interface Factory {
+    (opts?: { allowHalfOpen?: boolean }): UTP
+    new (opts?: { allowHalfOpen?: boolean }): UTP
+    createServer (opts?: { allowHalfOpen?: boolean } | null, onConnection?: (socket: Socket) => void): UTP
+    createServer (onConnection?: (socket: Socket) => void): UTP
+    connect (port: number, host?: string, opts?: { allowHalfOpen?: boolean }): Socket
+    UTP: Factory
+    Socket: new (options?: { allowHalfOpen?: boolean }) => Socket
+    Server: new (options?: ServerOptions, onConnection?: (socket: Socket) => void) => Server
+    net: Net
+    /** Open, referenced sockets and servers that keep the process alive. */
+    activeHandles (): number
+  }
 }
 
-interface UTPFactory {
-  (opts?: { allowHalfOpen?: boolean }): utp.UTP
-  new (opts?: { allowHalfOpen?: boolean }): utp.UTP
-  createServer (opts?: { allowHalfOpen?: boolean } | null, onConnection?: (socket: utp.Socket) => void): utp.UTP
-  createServer (onConnection?: (socket: utp.Socket) => void): utp.UTP
-  connect (port: number, host?: string, opts?: { allowHalfOpen?: boolean }): utp.Socket
-  UTP: UTPFactory
-  Socket: typeof utp.Socket
-  Server: typeof utp.Server
-  net: utp.Net
-  /** Open, referenced sockets and servers that keep the process alive. */
-  activeHandles (): number
-}
-
-declare const utp: UTPFactory
+declare const utp: utp.Factory
 export = utp
