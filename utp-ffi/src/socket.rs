@@ -20,7 +20,6 @@ use crate::context::Context;
 use crate::ffi_guard::{guard, try_or};
 use crate::pool::{Pool, MAGIC_DEAD, MAGIC_SOCKET};
 use crate::types::*;
-use crate::wire;
 
 /// Tombstones of sockets wait behind this many newer ones before reuse.
 static SOCKETS: Pool = Pool::new(1024);
@@ -295,28 +294,18 @@ pub extern "C" fn utp_connect(s: *mut utp_socket, to: *const sockaddr, tolen: so
         let mtu = ctx.udp_mtu(Some(s), peer);
         let cfg = Context::engine_config(s.sndbuf.get(), s.rcvbuf.get(), s.target_delay.get(), mtu);
         let now = ctx.now_us(Some(s));
+        // The ids come from the new connection itself, never from a queued
+        // packet: when called from inside a callback (UTP_SENDTO, say), the
+        // engine's queue may start with another connection's packets.
         let started = ctx.with_engine(|e| {
             e.set_config(cfg);
             let h = e.connect(now, peer);
-            (h, e.poll_transmit())
+            (h, e.connection(h).map(|c| c.ids()))
         });
-        let (h, syn) = try_or!(started, -1);
-        // The SYN carries our receive id; the peer answers on it, we send on id + 1.
-        let recv_id = syn
-            .as_ref()
-            .and_then(|t| wire::type_and_connid(&t.contents))
-            .map_or(0, |(_, id)| id);
-        ctx.register(
-            s,
-            h,
-            addr::canonical(peer),
-            recv_id,
-            recv_id.wrapping_add(1),
-        );
+        let (h, ids) = try_or!(started, -1);
+        let (recv_id, send_id) = try_or!(ids, -1);
+        ctx.register(s, h, addr::canonical(peer), recv_id, send_id);
         ctx.log(LogLevel::Normal, Some(s), || "UTP_Connect".to_string());
-        if let Some(syn) = syn {
-            ctx.send_transmit(syn);
-        }
         ctx.drain_transmits();
         let events = ctx.poll_events();
         ctx.queue_events(events, false, None);

@@ -161,6 +161,12 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// (receive id, send id): the connection ids this connection's packets
+    /// arrive with and leave with.
+    pub fn ids(&self) -> (u16, u16) {
+        (self.recv_id, self.send_id)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn new(
         handle: ConnectionHandle,
