@@ -110,6 +110,12 @@ pub struct EndpointConfig {
     /// later FIN from the peer then gets a RESET), and close a connection
     /// still in the handshake silently. For the libutp-compatible C ABI.
     pub close_on_fin_acked: bool,
+    /// After the SYN-ACK, send an empty DATA when the application has
+    /// nothing queued: a libutp acceptor cannot send before the initiator's
+    /// first DATA. libutp itself never sends it (and a libutp context answers
+    /// an empty DATA for a socket it already closed with RESET), so the
+    /// libutp-compatible C ABI turns it off.
+    pub announce_on_connect: bool,
 }
 
 impl Default for EndpointConfig {
@@ -126,6 +132,7 @@ impl Default for EndpointConfig {
             linger_us: 30_000_000,
             connect_timeout_us: 21_000_000,
             close_on_fin_acked: false,
+            announce_on_connect: true,
         }
     }
 }
@@ -277,6 +284,7 @@ impl Endpoint {
             linger_us: c.linger_us,
             connect_timeout_us: c.connect_timeout_us,
             close_on_fin_acked: c.close_on_fin_acked,
+            announce_on_connect: c.announce_on_connect,
         }
     }
 
@@ -1135,6 +1143,32 @@ mod tests {
             }
         }
         panic!("no connection: {:?} {:?}", p.events_a, p.events_b);
+    }
+
+    /// What the initiator sends right after the SYN-ACK, with nothing written.
+    fn after_syn_ack(announce_on_connect: bool) -> Option<Transmit> {
+        let cfg = EndpointConfig {
+            announce_on_connect,
+            ..EndpointConfig::default()
+        };
+        let mut p = pair_with(cfg, EndpointConfig::default());
+        let ha = p.a.connect(0, B.parse().unwrap());
+        let syn = p.a.poll_transmit().expect("SYN");
+        p.b.handle_datagram(0, A.parse().unwrap(), &syn.contents);
+        let syn_ack = p.b.poll_transmit().expect("SYN-ACK");
+        p.a.handle_datagram(1, B.parse().unwrap(), &syn_ack.contents);
+        assert!(p.a.connection(ha).unwrap().is_connected());
+        p.a.poll_transmit()
+    }
+
+    #[test]
+    fn the_empty_data_after_the_syn_ack_is_optional() {
+        let t = after_syn_ack(true).expect("empty DATA");
+        let d = Packet::parse(&t.contents).unwrap();
+        assert_eq!(d.header.packet_type, PacketType::Data);
+        assert!(d.payload.is_empty());
+        // libutp's behaviour: nothing until the application writes.
+        assert!(after_syn_ack(false).is_none());
     }
 
     #[test]

@@ -182,6 +182,9 @@ impl Context {
             // acknowledged; a later FIN from the peer is answered with RESET
             // (the peer sees ON_ERROR(ECONNRESET), contract 8.5).
             close_on_fin_acked: true,
+            // libutp sends nothing after the SYN-ACK until the application
+            // writes (contract: a silent connected socket stays silent).
+            announce_on_connect: false,
             ..EndpointConfig::default()
         }
     }

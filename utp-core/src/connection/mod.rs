@@ -78,6 +78,8 @@ pub struct ConnectionConfig {
     pub linger_us: u64,
     pub connect_timeout_us: u64,
     pub close_on_fin_acked: bool,
+    /// Send an empty DATA after the SYN-ACK if nothing is queued.
+    pub announce_on_connect: bool,
 }
 
 /// Current time and the output queues of the endpoint.
@@ -631,7 +633,10 @@ impl Connection {
                     io.events.push_back(Event::Connected(self.handle));
                     // An accepted libutp socket cannot send until it sees our first DATA:
                     // send an empty one if the application has nothing queued.
-                    if self.send.unsent_bytes() == 0 && !self.send.fin_queued() {
+                    if self.cfg.announce_on_connect
+                        && self.send.unsent_bytes() == 0
+                        && !self.send.fin_queued()
+                    {
                         self.send.push_control(PacketType::Data);
                     }
                 } else {
