@@ -206,6 +206,12 @@ impl Context {
             ..RuntimeConfig::default()
         };
         config.endpoint.close_on_fin_acked = libutp;
+        if libutp {
+            // libutp keeps acknowledging data after close and has no idle
+            // limit.
+            config.endpoint.reset_data_after_close = false;
+            config.endpoint.idle_timeout_us = 0;
+        }
         if backlog == 0 {
             config.endpoint.accept_incoming = false;
         }

@@ -116,6 +116,21 @@ pub struct EndpointConfig {
     /// an empty DATA for a socket it already closed with RESET), so the
     /// libutp-compatible C ABI turns it off.
     pub announce_on_connect: bool,
+    /// Answer new data that arrives after the application closed the
+    /// connection with a RESET, as TCP answers data after close with RST:
+    /// the writer learns within a round trip that nobody reads, instead of
+    /// having its data acknowledged and thrown away until the linger time
+    /// ends. Our own queued data is then dropped too. On by default; the
+    /// libutp-compatible C ABI turns it off (libutp keeps acknowledging and
+    /// dropping).
+    pub reset_data_after_close: bool,
+    /// Fail a connection with `TimedOut` when nothing at all arrived from
+    /// the peer for this long (µs) before its FIN; 0 turns it off. Peers
+    /// (ours and libutp) send a keep-alive every 29 s when idle, so the
+    /// default of 60 s tolerates one lost keep-alive plus 2 s of round trip,
+    /// and bounds how long a receive-only side waits for a vanished peer.
+    /// The libutp-compatible C ABI turns it off (libutp has no such limit).
+    pub idle_timeout_us: u64,
 }
 
 impl Default for EndpointConfig {
@@ -133,6 +148,8 @@ impl Default for EndpointConfig {
             connect_timeout_us: 21_000_000,
             close_on_fin_acked: false,
             announce_on_connect: true,
+            reset_data_after_close: true,
+            idle_timeout_us: 60_000_000,
         }
     }
 }
@@ -285,6 +302,8 @@ impl Endpoint {
             connect_timeout_us: c.connect_timeout_us,
             close_on_fin_acked: c.close_on_fin_acked,
             announce_on_connect: c.announce_on_connect,
+            reset_data_after_close: c.reset_data_after_close,
+            idle_timeout_us: c.idle_timeout_us,
         }
     }
 

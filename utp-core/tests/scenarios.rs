@@ -1742,3 +1742,89 @@ fn bottleneck_ledbat_latecomer_does_not_starve_the_first_flow() {
         d.utilisation(from, to) * 100.0
     );
 }
+
+/// B closes while A is still writing: B answers A's next data with a RESET,
+/// so A's writer learns within about a round trip that nobody reads.
+fn close_under_writer_case(name: &str, seed: u64, reset_data_after_close: bool) -> Option<u64> {
+    let cfg_b = EndpointConfig {
+        reset_data_after_close,
+        ..Default::default()
+    };
+    let mut p = Pair::with_configs(
+        seed,
+        ten_mbit(100),
+        ten_mbit(100),
+        EndpointConfig::default(),
+        cfg_b,
+    );
+    p.net.connect(p.a, sim::addr(2), FlowPlan::unbounded());
+    p.net
+        .run_until(secs(2))
+        .unwrap_or_else(|e| panic!("{name}: seed {seed}: {e}"));
+    let received_before = p.net.peer(p.b).first().received;
+    assert!(received_before > 0, "{name}: seed {seed}: nothing arrived");
+    let closed_at = p.net.with_node(p.b, |ep, peer, now| {
+        ep.close(now, peer.first().handle);
+        now
+    });
+    let sent_before = p.net.peer(p.a).first().sent;
+    let _ = p
+        .net
+        .run_until_done(closed_at + secs(3), |n| n.peer(p.a).first().error.is_some());
+    let flow = p.net.peer(p.a).first();
+    println!(
+        "  {name}: A error {:?}, written after B's close {} bytes",
+        flow.error
+            .map(|(t, e)| (t.saturating_sub(closed_at) as f64 / 1e6, e)),
+        flow.sent - sent_before
+    );
+    flow.error.map(|(t, e)| {
+        assert_eq!(e, ConnectionError::Reset, "{name}: seed {seed}");
+        t - closed_at
+    })
+}
+
+#[test]
+fn data_after_close_gets_a_reset_within_a_round_trip() {
+    let seed = sim::seed_from_env(0x0C105E);
+    let after = close_under_writer_case("data_after_close_reset", seed, true)
+        .unwrap_or_else(|| panic!("seed {seed}: the writer never saw a RESET"));
+    // Base RTT 50 ms plus up to 100 ms of queue each way: two round trips
+    // are at most 500 ms.
+    assert!(after <= 500_000, "seed {seed}: RESET after {after} µs");
+}
+
+#[test]
+fn data_after_close_is_dropped_silently_in_libutp_mode() {
+    let seed = sim::seed_from_env(0x0C105F);
+    let err = close_under_writer_case("data_after_close_libutp", seed, false);
+    assert_eq!(err, None, "seed {seed}: libutp mode must keep acking");
+}
+
+/// A receives only; B sends a little, idles (keep-alives only) long past the
+/// idle timeout, then vanishes. A must stay up while B lives and fail with
+/// `TimedOut` within the idle timeout once B is gone.
+#[test]
+fn receive_only_side_detects_a_vanished_peer() {
+    let name = "vanished_peer";
+    let seed = sim::seed_from_env(0x0DEAD);
+    let mut p = Pair::new(seed, ten_mbit(100), ten_mbit(100));
+    p.net.accept_with(p.b, FlowPlan::send(MB).no_shutdown());
+    p.net.connect(p.a, sim::addr(2), FlowPlan::sink());
+    p.net
+        .run_until(secs(150))
+        .unwrap_or_else(|e| panic!("{name}: seed {seed}: {e}"));
+    let flow = p.net.peer(p.a).first();
+    assert_eq!(flow.received, MB, "{name}: seed {seed}");
+    assert_eq!(flow.error, None, "{name}: seed {seed}: a live idle peer");
+    let vanished_at = p.net.now();
+    p.net.remove_node(p.b);
+    let idle = EndpointConfig::default().idle_timeout_us;
+    let (t, err) = wait_for_error(name, &mut p.net, p.a, vanished_at + idle + secs(10));
+    println!(
+        "  {name}: {err:?} {:.3} s after the peer vanished",
+        (t - vanished_at) as f64 / 1e6
+    );
+    assert_eq!(err, ConnectionError::TimedOut, "{name}: seed {seed}");
+    assert!(t <= vanished_at + idle, "{name}: seed {seed}: after {t}");
+}

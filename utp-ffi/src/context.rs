@@ -185,6 +185,10 @@ impl Context {
             // libutp sends nothing after the SYN-ACK until the application
             // writes (contract: a silent connected socket stays silent).
             announce_on_connect: false,
+            // libutp keeps acknowledging and dropping data after utp_close.
+            reset_data_after_close: false,
+            // libutp has no idle timeout: a silent peer is waited for forever.
+            idle_timeout_us: 0,
             ..EndpointConfig::default()
         }
     }

@@ -80,6 +80,8 @@ pub struct ConnectionConfig {
     pub close_on_fin_acked: bool,
     /// Send an empty DATA after the SYN-ACK if nothing is queued.
     pub announce_on_connect: bool,
+    pub reset_data_after_close: bool,
+    pub idle_timeout_us: u64,
 }
 
 /// Current time and the output queues of the endpoint.
@@ -140,6 +142,8 @@ pub struct Connection {
     probes: u32,
     /// Last time anything was sent (keep-alive) or received.
     last_send_us: u64,
+    /// When the last valid packet from the peer arrived (dead-peer detection).
+    last_recv_us: u64,
     /// Last time the congestion window, not the application, limited sending.
     last_cwnd_limited_us: Option<u64>,
     /// Duplicate-ACK counter for fast retransmit.
@@ -216,6 +220,7 @@ impl Connection {
             tlp_sent: false,
             probes: 0,
             last_send_us: now_us,
+            last_recv_us: now_us,
             last_cwnd_limited_us: None,
             dup_acks: 0,
             ack_pending: false,
@@ -367,6 +372,7 @@ impl Connection {
                 if !self.send.fin_sent() {
                     consider(Some(self.last_send_us + KEEPALIVE_US));
                 }
+                consider(self.idle_deadline());
             }
         }
         consider(self.rto_deadline);
@@ -608,6 +614,7 @@ impl Connection {
             }
         }
         self.stats.packets_received += 1;
+        self.last_recv_us = io.now_us;
         self.stats.datagram_bytes_received += datagram_len as u64;
         self.note_peer_header(&h, io.now_us);
 
@@ -663,6 +670,10 @@ impl Connection {
         match h.packet_type {
             PacketType::Data | PacketType::Fin => self.process_data(io, pkt),
             _ => {}
+        }
+        if matches!(self.state, State::Failed(_) | State::Dead) {
+            // Aborted: data arrived after close.
+            return;
         }
         self.flush(io);
         self.check_finished(io);
@@ -800,6 +811,15 @@ impl Connection {
                 self.send_state(io);
             }
             recv::Outcome::OutOfRange => {}
+            recv::Outcome::Buffered | recv::Outcome::Delivered { .. }
+                if self.app_closed
+                    && self.cfg.reset_data_after_close
+                    && !pkt.payload.is_empty() =>
+            {
+                // New data nobody will read: tell the writer at once.
+                self.abort(io);
+                return;
+            }
             recv::Outcome::Buffered => self.ack_pending = true,
             recv::Outcome::Delivered { bytes } => {
                 self.stats.bytes_received += bytes as u64;
@@ -858,7 +878,12 @@ impl Connection {
                     return;
                 }
             }
-            State::Connected => {}
+            State::Connected => {
+                if self.idle_deadline().is_some_and(|d| now >= d) {
+                    self.fail(io, ConnectionError::TimedOut);
+                    return;
+                }
+            }
         }
         if self.linger_deadline.is_some_and(|d| now >= d) {
             // `close` gave queued data its chance; stop trying.
@@ -890,6 +915,13 @@ impl Connection {
             self.send_state(io);
         }
         self.flush(io);
+    }
+
+    /// A live peer that has not sent its FIN sends at least a keep-alive
+    /// every [`KEEPALIVE_US`]; silence past the idle timeout means it is gone.
+    fn idle_deadline(&self) -> Option<u64> {
+        (self.cfg.idle_timeout_us > 0 && !self.recv.eof_reached())
+            .then(|| self.last_recv_us + self.cfg.idle_timeout_us)
     }
 
     fn on_rto(&mut self, io: &mut Io<'_>) {
