@@ -3,6 +3,7 @@
 #   1. Rust: engine unit and property tests, simulator scenarios, runtime
 #      end-to-end tests, interoperability with real libutp (built from the
 #      libutp-sys crate by scripts/build-libutp-ref.sh), the C ABI's Rust tests.
+#      Then `cargo doc` with warnings as errors (broken or private links).
 #   2. C ABI: header regeneration check, layout asserts in C and C++, libutp's
 #      own ucat.c built against our library talking to real libutp, misuse
 #      tests under valgrind.
@@ -23,6 +24,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo test --workspace --release
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace --quiet
 bash scripts/test-ffi.sh
 bash scripts/test-c-install.sh
 bash scripts/test-python.sh

@@ -1,5 +1,5 @@
 //! The panic boundary: every `extern "C"` entry point runs its body through
-//! [`guard`], so a Rust panic never unwinds into C. A panic (a bug on our
+//! `guard`, so a Rust panic never unwinds into C. A panic (a bug on our
 //! side) makes the call return libutp's failure value for that function.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

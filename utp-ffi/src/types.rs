@@ -29,7 +29,7 @@ pub type ssize_t = isize;
 pub type sockaddr = libc::sockaddr;
 
 /// Opaque C handle `utp_socket` (`typedef struct UTPSocket utp_socket;`).
-/// Pointers of this type point at a [`crate::socket::Socket`].
+/// Pointers of this type point at a `crate::socket::Socket`.
 #[repr(C)]
 #[derive(Debug)]
 pub struct utp_socket {
@@ -37,7 +37,7 @@ pub struct utp_socket {
 }
 
 /// Opaque C handle `utp_context` (`typedef struct struct_utp_context utp_context;`).
-/// Pointers of this type point at a [`crate::context::Context`].
+/// Pointers of this type point at a `crate::context::Context`.
 #[repr(C)]
 #[derive(Debug)]
 pub struct utp_context {

@@ -1,9 +1,9 @@
 //! Thread-safe handles over the I/O thread.
 //!
-//! Every connection has a [`ConnShared`]: a `parking_lot` mutex around its
+//! Every connection has a `ConnShared`: a `parking_lot` mutex around its
 //! buffers and flags, a condition variable for blocking callers, and an
 //! optional readiness callback. User threads copy bytes in and out of the
-//! buffers and nudge the I/O thread with a [`Command::Kick`]; the I/O thread
+//! buffers and nudge the I/O thread with a `Command::Kick`; the I/O thread
 //! moves bytes between the buffers and the engine (`Endpoint::write` /
 //! `Endpoint::read`), then wakes waiters and calls callbacks *after*
 //! releasing every lock.

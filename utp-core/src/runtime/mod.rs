@@ -4,7 +4,7 @@
 //! sans-IO [`Endpoint`](crate::endpoint::Endpoint). Many connections share
 //! it, incoming and outgoing alike, on the same UDP port:
 //!
-//! ```no_run
+//! ```
 //! use std::io::{Read, Write};
 //! use utp_core::runtime::{UtpContext, UtpStream};
 //!
@@ -355,12 +355,21 @@ impl UtpStream {
     /// linger time (`EndpointConfig::linger_us`, 30 s by default) when none
     /// is set. Every clone of this stream is closed with it.
     ///
-    /// ```no_run
-    /// # use std::io::Write;
-    /// # use utp_core::runtime::UtpStream;
-    /// let mut s = UtpStream::connect("127.0.0.1:6881")?;
+    /// ```
+    /// # use std::io::{Read, Write};
+    /// # use utp_core::runtime::{UtpListener, UtpStream};
+    /// let listener = UtpListener::bind("127.0.0.1:0")?;
+    /// let addr = listener.local_addr()?;
+    /// let reader = std::thread::spawn(move || {
+    ///     let (mut s, _) = listener.accept().unwrap();
+    ///     let mut got = Vec::new();
+    ///     s.read_to_end(&mut got).unwrap();
+    ///     got
+    /// });
+    /// let mut s = UtpStream::connect(addr)?;
     /// s.write_all(b"last words")?;
     /// s.close()?; // the peer has them now
+    /// assert_eq!(reader.join().unwrap(), b"last words");
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn close(self) -> io::Result<()> {
