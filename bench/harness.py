@@ -447,6 +447,232 @@ def run_scale(counts, total_bytes, work):
     return out
 
 
+# ---------------------------------------------------------------- bindings
+
+BIND_BULK_IMPLS = ["rust", "utpt", "python", "python-asyncio", "node", "utp-native"]
+BIND_PP_IMPLS = ["rust", "pp-ours", "pp-real", "utpt", "python", "node", "utp-native"]
+BIND_NAMES = {"rust": "Rust API (`UtpStream`)", "utpt": "threaded C API (`utpt_*`)",
+              "python": "Python, socket API (`sendall` / `recv_into`)",
+              "python-asyncio": "Python, asyncio streams",
+              "node": "Node, utp-socket", "utp-native": "Node, utp-native 2.5.3 (real libutp)",
+              "pp-ours": "C caller-driven API on ours (utp-ffi)", "pp-real": "real libutp, C API"}
+
+
+def build_bindings(tools, smoke):
+    """The programs of the bindings part; a binding that cannot be set up is
+    left out with a note (no network for pip/npm, say)."""
+    notes = []
+    cc = ["gcc", "-O2", "-Wall", "-I", os.path.join(ROOT, "include")]
+    out = os.path.join(BUILD, "utpt_bench")
+    try:
+        sh(*cc, os.path.join(ROOT, "bench", "c", "utpt_bench.c"), "-L", REL, "-lutp", "-lpthread",
+           f"-Wl,-rpath,{REL}", "-o", out)
+        tools["utpt_bench"] = out
+    except FunctionalError as e:
+        notes.append(f"- threaded C API left out: {e}")
+    log("bindings: installing the Python binding into target/bench/pyenv (pip install ./bindings-python)")
+    venv = os.path.join(BUILD, "pyenv")
+    py = os.path.join(venv, "bin", "python")
+    r = subprocess.run(f"{sys.executable} -m venv {venv} && {py} -m pip install --quiet "
+                       f"--force-reinstall --no-deps ./bindings-python", shell=True, cwd=ROOT,
+                       capture_output=True, text=True)
+    if r.returncode == 0:
+        tools["python"] = py
+    else:
+        notes.append("- Python binding left out: pip install failed: " + r.stderr.strip()[-300:])
+    log("bindings: building the Node addon (node bindings-node/scripts/build.js) and "
+        "installing utp-native@2.5.3 into target/bench/node")
+    if shutil.which("node"):
+        r = subprocess.run(["node", os.path.join(ROOT, "bindings-node", "scripts", "build.js")],
+                           cwd=ROOT, capture_output=True, text=True)
+        if r.returncode == 0:
+            tools["node"] = os.path.join(ROOT, "bindings-node")
+        else:
+            notes.append("- Node binding left out: " + r.stderr.strip()[-300:])
+        nd = os.path.join(BUILD, "node")
+        os.makedirs(nd, exist_ok=True)
+        if not os.path.exists(os.path.join(nd, "package.json")):
+            with open(os.path.join(nd, "package.json"), "w") as f:
+                f.write('{"name": "utp-bench", "version": "1.0.0", "private": true}\n')
+        r = subprocess.run(["npm", "install", "--silent", "--no-fund", "--no-audit",
+                            "utp-native@2.5.3"], cwd=nd, capture_output=True, text=True)
+        if r.returncode == 0:
+            tools["utp-native"] = os.path.join(nd, "node_modules", "utp-native")
+        else:
+            notes.append("- utp-native left out: npm install failed: " + r.stderr.strip()[-300:])
+    else:
+        notes.append("- Node bindings left out: no `node` on PATH.")
+    return notes
+
+
+def bind_argv(impl, tools, role, host, port, *rest):
+    """The command of one role (recv, send, pp-server, pp-client) for `impl`."""
+    bb = os.path.join(ROOT, "bench", "bindings")
+    if impl == "rust":
+        if role == "recv":
+            n, rep = rest
+            return [UTPBENCH, "utp-recv", "--bind", f"{host}:{port}", "--bytes", str(n), "--report", rep]
+        if role == "send":
+            n, st = rest
+            return [UTPBENCH, "utp-send", "--to", f"{host}:{port}", "--bytes", str(n), "--stamp", st]
+        if role == "pp-server":
+            return [UTPBENCH, "pp-server", "--bind", f"{host}:{port}"]
+        count, size = rest
+        return [UTPBENCH, "pp-client", "--to", f"{host}:{port}", "--count", str(count), "--size", str(size)]
+    if impl in ("pp-ours", "pp-real"):
+        if role == "pp-server":
+            return [tools[impl], "-l", str(port)]
+        return [tools[impl], host, str(port)] + [str(x) for x in rest]
+    if impl == "utpt":
+        return [tools["utpt_bench"], role, host, str(port)] + [str(x) for x in rest]
+    if impl in ("python", "python-asyncio"):
+        r = ("a" + role) if impl == "python-asyncio" else role
+        return [tools["python"], os.path.join(bb, "bench.py"), r, host, str(port)] + [str(x) for x in rest]
+    return ["node", os.path.join(bb, "bench.js"), tools[impl], role, host, str(port)] + [str(x) for x in rest]
+
+
+def bind_available(impl, tools):
+    need = {"utpt": "utpt_bench", "python": "python", "python-asyncio": "python", "node": "node",
+            "utp-native": "utp-native", "pp-ours": "pp-ours", "pp-real": "pp-real"}.get(impl)
+    return need is None or bool(tools.get(need))
+
+
+def bind_bulk_once(impl, tools, nbytes, work, timeout):
+    d = tempfile.mkdtemp(prefix=f"bind-{impl}-", dir=work)
+    f = lambda n: os.path.join(d, n)
+    port = free_port()
+    recv = spawn(timed(bind_argv(impl, tools, "recv", "127.0.0.1", port, nbytes, f("rr")), f("tr")),
+                 stdout=subprocess.DEVNULL)
+    try:
+        wait_bound(port, None, recv, impl)
+        send = spawn(timed(bind_argv(impl, tools, "send", "127.0.0.1", port, nbytes, f("stamp")), f("ts")),
+                     stdout=subprocess.DEVNULL)
+        rc_s = reap(send, timeout)
+        rc_r = reap(recv, 30)
+        rr = parse_kv(f("rr"))
+        if rc_s != 0 or rc_r != 0 or rr.get("exact") != "yes" or int(rr.get("bytes", -1)) != nbytes:
+            raise FunctionalError(f"bindings bulk {impl}: sender rc={rc_s} receiver rc={rc_r} {rr}")
+        secs = (int(rr["done_ns"]) - read_stamp(f("stamp"))) / 1e9
+        tr, ts = parse_time(f("tr")), parse_time(f("ts"))
+        gb = nbytes / 1e9
+        return {"impl": impl, "bytes": nbytes, "secs": secs, "mbit": nbytes * 8 / secs / 1e6,
+                "cpu_recv_per_gb": tr.get("cpu", float("nan")) / gb,
+                "cpu_send_per_gb": ts.get("cpu", float("nan")) / gb,
+                "rss_recv_mb": tr.get("rss_kb", 0) / 1024, "rss_send_mb": ts.get("rss_kb", 0) / 1024}
+    finally:
+        kill(recv)
+
+
+def bind_pp_once(impl, tools, count, size):
+    port = free_port()
+    srv = spawn(bind_argv(impl, tools, "pp-server", "127.0.0.1", port), stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)
+    try:
+        wait_bound(port, None, srv, impl)
+        p = subprocess.run(bind_argv(impl, tools, "pp-client", "127.0.0.1", port, count, size),
+                           capture_output=True, text=True, timeout=120)
+        if p.returncode != 0:
+            raise FunctionalError(f"bindings ping-pong {impl}: rc={p.returncode} {p.stderr.strip()[-300:]}")
+        kvs = dict(l.split("=", 1) for l in p.stdout.split() if "=" in l)
+        return {"impl": impl, "size": size, **{k: float(v) for k, v in kvs.items()}}
+    finally:
+        kill(srv)
+        srv.wait()
+
+
+def run_bindings(tools, work, smoke, env):
+    """Every front end over loopback, alternating run by run: bulk one way
+    (same program on both ends) and ping-pong."""
+    out = {"bulk": [], "latency": []}
+    if smoke:
+        mb, small_mb, runs, count, rounds = 8, 2, 1, 300, 1
+    else:
+        mb = int(env.get("BENCH_BIND_MB", 1024))
+        small_mb = int(env.get("BENCH_UTP_NATIVE_MB", 32))  # utp-native moves ~30 Mbit/s
+        runs, count, rounds = int(env.get("BENCH_BIND_RUNS", 3)), 2000, 3
+    out["settings"] = (f"bulk {mb} MiB (utp-native {small_mb} MiB) x {runs} runs; ping-pong "
+                       f"{count} x 64 B x {rounds} runs")
+    bulk = [i for i in BIND_BULK_IMPLS if bind_available(i, tools)]
+    for r in range(runs):
+        for impl in bulk[r % len(bulk):] + bulk[:r % len(bulk)]:
+            n = (small_mb if impl == "utp-native" else mb) << 20
+            res = bind_bulk_once(impl, tools, n, work, 30 if smoke else max(120, n * 8 / 20e6))
+            res["run"] = r
+            log(f"bindings bulk run {r + 1}/{runs} {impl}: {res['mbit']:.0f} Mbit/s, CPU s/GB "
+                f"send {res['cpu_send_per_gb']:.2f} recv {res['cpu_recv_per_gb']:.2f}")
+            out["bulk"].append(res)
+    pp = [i for i in BIND_PP_IMPLS if bind_available(i, tools)]
+    for r in range(rounds):
+        for impl in pp[r % len(pp):] + pp[:r % len(pp)]:
+            res = bind_pp_once(impl, tools, count, 64)
+            res["run"] = r
+            log(f"bindings ping-pong {impl}: p50 {res['rtt_us_p50']:.1f} us p99 {res['rtt_us_p99']:.1f} us")
+            out["latency"].append(res)
+    return out
+
+
+def bindings_targets(b):
+    med = lambda impl, k, part="bulk": (statistics.median(r[k] for r in b[part] if r["impl"] == impl)
+                                         if any(r["impl"] == impl for r in b[part]) else None)
+    out = []
+    rust_g, rust_p = med("rust", "mbit"), med("rust", "rtt_us_p50", "latency")
+    for impl, frac, what in (("utpt", 0.8, "threaded C API"), ("python", 0.8, "Python"),
+                             ("python-asyncio", 0.5, "Python asyncio"), ("node", 0.6, "Node")):
+        g = med(impl, "mbit")
+        if g and rust_g:
+            out.append((f"bindings: {what} bulk goodput ≥ {frac * 100:.0f} % of the Rust API's",
+                        f"{g / rust_g * 100:.0f} %", g / rust_g >= frac))
+    g, u = med("node", "mbit"), med("utp-native", "mbit")
+    if g and u:
+        out.append(("bindings: Node bulk goodput ≥ 2× utp-native's", f"×{g / u:.0f}", g / u >= 2))
+    c = med("pp-ours", "rtt_us_p50", "latency")
+    if rust_p and c:
+        out.append(("bindings: Rust API ping-pong p50 ≤ 1.3× the C caller-driven API's",
+                    f"×{rust_p / c:.2f}", rust_p / c <= 1.3))
+    for impl, lim, what in (("python", 1.5, "Python"), ("node", 2.0, "Node")):
+        p = med(impl, "rtt_us_p50", "latency")
+        if p and rust_p:
+            out.append((f"bindings: {what} ping-pong p50 ≤ {lim}× the Rust API's", f"×{p / rust_p:.2f}",
+                        p / rust_p <= lim))
+    return out
+
+
+def bindings_markdown(b):
+    L = ["## 5. Bindings and the threaded C API (loopback)\n"]
+    L.append(f"{b['settings']}. Each front end sends to itself (the same program on both ends, "
+             "two processes); the runs alternate, the order rotating every run. Median with "
+             "[min–max]. Goodput and CPU as in section 1; the receivers of the bindings check "
+             "the byte count (their test suites check content byte by byte). Programs: "
+             "`bench/bindings/bench.py`, `bench/bindings/bench.js` (utp-native's API, so the same "
+             "file drives utp-socket and utp-native), `bench/c/utpt_bench.c`, `utpbench`.\n")
+    L.append("| implementation | runs | MiB | Mbit/s | CPU s/GB sender | CPU s/GB receiver | peak RSS MB snd / rcv |")
+    L.append("|---|---|---|---|---|---|---|")
+    for impl in BIND_BULK_IMPLS:
+        rs = [r for r in b["bulk"] if r["impl"] == impl]
+        if not rs:
+            continue
+        g = median_spread([r["mbit"] for r in rs])
+        cs = median_spread([r["cpu_send_per_gb"] for r in rs])
+        cr = median_spread([r["cpu_recv_per_gb"] for r in rs])
+        L.append(f"| {BIND_NAMES[impl]} | {len(rs)} | {rs[0]['bytes'] >> 20} | **{fmt(g[0])}** "
+                 f"[{fmt(g[1])}–{fmt(g[2])}] | {fmt(cs[0], 2)} | {fmt(cr[0], 2)} | "
+                 f"{fmt(median_spread([r['rss_send_mb'] for r in rs])[0])} / "
+                 f"{fmt(median_spread([r['rss_recv_mb'] for r in rs])[0])} |")
+    L.append("")
+    L.append("Ping-pong: 64-byte messages on one connection, client and echo server of the same "
+             "front end; median over runs of each run's percentile.\n")
+    L.append("| implementation | runs | RTT p50 µs | p90 µs | p99 µs | max µs |")
+    L.append("|---|---|---|---|---|---|")
+    for impl in BIND_PP_IMPLS:
+        rs = [r for r in b["latency"] if r["impl"] == impl]
+        if rs:
+            md = lambda k: statistics.median(r[k] for r in rs)
+            L.append(f"| {BIND_NAMES[impl]} | {len(rs)} | **{md('rtt_us_p50'):.1f}** | "
+                     f"{md('rtt_us_p90'):.1f} | {md('rtt_us_p99'):.1f} | {md('rtt_us_max'):.1f} |")
+    L.append("")
+    return L
+
+
 # ---------------------------------------------------------------- testbed
 
 def setup_testbed(tag):
@@ -926,6 +1152,18 @@ def print_summary(res):
     for s in res.get("scale", []):
         print(f"conns {s['conns']:>6}: {s['handshakes_per_s']:>9} hs/s  {s['goodput_mbit']:>7} Mbit/s  "
               f"{s['mem_per_conn_bytes']:>7} B/conn  io-cpu srv {s['io_cpu_xfer_server_s']} s")
+    b = res.get("bindings")
+    if b:
+        print("== bindings (loopback, median) ==")
+        for impl in BIND_BULK_IMPLS:
+            rs = [r["mbit"] for r in b["bulk"] if r["impl"] == impl]
+            if rs:
+                print(f"bulk {impl:15} {statistics.median(rs):9.1f} Mbit/s")
+        for impl in BIND_PP_IMPLS:
+            rs = [r for r in b["latency"] if r["impl"] == impl]
+            if rs:
+                print(f"ping-pong {impl:10} p50 {statistics.median(r['rtt_us_p50'] for r in rs):8.1f} us"
+                      f"  p99 {statistics.median(r['rtt_us_p99'] for r in rs):8.1f} us")
     print("== testbed ==")
     for sc in res.get("testbed", []):
         print(f"{sc['name']:16} " + " ".join(f"{k}={fmt(v, 2) if isinstance(v, float) else v}"
@@ -966,6 +1204,8 @@ def targets(res):
                 out.append((f"{link}: drop-in: CPU per GB ≤ 0.4× tuned libutp, {name}", f"×{c:.2f}", c <= 0.4))
         slow = min(r["mbit"] for r in ours) / g
         out.append((f"{link}: no stalls (slowest run ≥ 80 % of median)", f"{slow * 100:.0f} %", slow >= 0.8))
+    if res.get("bindings"):
+        out.extend(bindings_targets(res["bindings"]))
     for sc in res.get("testbed", []):
         x = sc["summary"]
         if sc["name"] in ("ours-alone", "ours-alone-25ms"):
@@ -1135,6 +1375,8 @@ def write_markdown(res, path, cmd, plots):
                 L.append(f"| {s['name']} | {fmt(x['flow1_mbit'], 2)} | {fmt(x['flow2_mbit'], 2)} | {fmt(x['total_mbit'], 2)} | "
                          f"{fmt(x['jain'], 3)} | {fmt(x['delay_p50_ms'])} / {fmt(x['delay_p95_ms'])} |")
         L.append("\n![testbed](bench/plots/testbed.png)\n")
+    if res.get("bindings"):
+        L.extend(bindings_markdown(res["bindings"]))
     if res.get("notes"):
         L.append("## Notes\n")
         L.extend(res["notes"])
@@ -1143,6 +1385,33 @@ def write_markdown(res, path, cmd, plots):
 
 
 # ---------------------------------------------------------------- main
+
+SECTIONS = {"bulk": ["bulk"], "latency": ["latency"], "scale": ["scale"], "bindings": ["bindings"],
+            "testbed": ["testbed", "testbed_base_rtt_ms"]}
+
+
+def merge_previous(res, only):
+    """A partial run (BENCH_ONLY) keeps the other sections of the last full
+    report, each marked with the date it was measured."""
+    try:
+        with open(os.path.join(ROOT, "bench", "results", "latest.json")) as f:
+            prev = json.load(f)
+    except (OSError, ValueError):
+        return
+    dates = dict(prev.get("section_dates", {}))
+    for sec, keys in SECTIONS.items():
+        if sec in only:
+            dates[sec] = res["date"]
+        elif prev.get(keys[0]):
+            for k in keys:
+                if k in prev:
+                    res[k] = prev[k]
+            dates.setdefault(sec, prev.get("date", "?"))
+    res["section_dates"] = dates
+    res["notes"].append("- This report merges runs: " + "; ".join(
+        f"{sec} measured {d}" for sec, d in sorted(dates.items())) +
+        f". This run (`BENCH_ONLY={','.join(only)}`) measured only its sections.")
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -1204,6 +1473,9 @@ def main():
                 res["latency"] += run_latency(tools, pp_impls, link, lat_n, 64, lat_rounds, work)
         if want("scale"):
             res["scale"] = run_scale(counts, scale_bytes, work)
+        if want("bindings"):
+            res["notes"] += build_bindings(tools, smoke)
+            res["bindings"] = run_bindings(tools, work, smoke, env)
         if netns_ok and want("testbed"):
             try:
                 res["testbed"], res["testbed_base_rtt_ms"] = run_testbed(tools, work, smoke, tag)
@@ -1215,6 +1487,8 @@ def main():
         res["elapsed_s"] = time.time() - t_start
         res["loadavg_end"] = " ".join(open("/proc/loadavg").read().split()[:3])
         print_summary(res)
+        if not smoke and only:
+            merge_previous(res, only)
         if not smoke:
             outdir = os.path.join(ROOT, "bench", "plots")
             plots = []
