@@ -197,6 +197,9 @@ class Socket extends Duplex {
       if (buf === null) return
       if (buf.length === 0) {
         this._wantRead = false
+        // As net does: once the peer has ended a socket that is not
+        // half-open, a write is an error (EPIPE), never silently dropped.
+        if (!this.allowHalfOpen && this._style === 'net') this.write = writeAfterFIN
         this.push(null)
         // As net does: with nothing buffered, 'end' follows even if nobody
         // reads, so an ended, idle socket closes.
@@ -760,6 +763,15 @@ UTP.prototype.setSendBufferSize = function () {}
 UTP.prototype.setTTL = function () {}
 
 function noop () {}
+
+function writeAfterFIN (chunk, encoding, cb) {
+  if (typeof encoding === 'function') cb = encoding
+  const err = new Error('This socket has been ended by the other party')
+  err.code = 'EPIPE'
+  if (typeof cb === 'function') process.nextTick(cb, err)
+  this.destroy(err)
+  return false
+}
 
 module.exports = UTP
 module.exports.UTP = UTP

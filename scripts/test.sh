@@ -20,6 +20,8 @@
 #      benchmark role runs once with small sizes and must move its data
 #      byte-exact; slow numbers never fail it. Without root, the veth and
 #      testbed parts are skipped.
+#   8. The cross-language matrix (scripts/test-matrix.sh): Rust, C on our
+#      libutp, Python, Node and real libutp, 5 MB each ordered pair.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,3 +33,4 @@ bash scripts/test-python.sh
 bash scripts/test-node.sh
 bash scripts/test-readme.sh
 bash bench/run.sh --smoke
+bash scripts/test-matrix.sh

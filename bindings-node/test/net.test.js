@@ -80,6 +80,21 @@ test('half-close: end() in one direction, data still flows back', async () => {
   await new Promise((resolve) => server.close(resolve))
 })
 
+test('a write after the peer ended a socket that is not half-open fails with EPIPE', async () => {
+  // The server ends its side at once (and sees the RESET of the destroy).
+  const server = net.createServer({ allowHalfOpen: true }, (s) => { s.on('error', () => {}); s.end() })
+  const port = await listen(server)
+  const c = net.connect(port, '127.0.0.1')
+  c.resume()
+  await new Promise((resolve) => c.once('end', resolve))
+  const err = await new Promise((resolve) => {
+    c.once('error', resolve)
+    c.write('too late')
+  })
+  assert.strictEqual(err.code, 'EPIPE')
+  server.close()
+})
+
 test('write() returns false, then drain', async () => {
   let release
   const held = new Promise((resolve) => { release = resolve })

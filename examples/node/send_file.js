@@ -5,7 +5,8 @@ const { net } = require('utp-socket')
 
 const [host, port, file] = process.argv.slice(2)
 const start = Date.now()
-const socket = net.connect(Number(port), host)
+// Half-open: the receiver may finish its own side first (it sends nothing).
+const socket = net.connect({ port: Number(port), host, allowHalfOpen: true })
 fs.createReadStream(file).pipe(socket)
 socket.resume() // nothing comes back; let the peer's end through
 socket.on('close', () => {

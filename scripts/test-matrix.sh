@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Cross-language interop matrix: every ordered pair of
+#   rust    examples/utpcat.rs (the Rust API)
+#   c       upstream libutp's unmodified ucat.c, built on our libutp (utp-ffi)
+#   python  examples/python/{receive,send}_file.py on the Python binding
+#   node    examples/node/{receive,send}_file.js on the Node binding
+#   libutp  real libutp's ucat (the reference build)
+# moves MATRIX_BYTES (default 5 MB) of random data from the sender to the
+# listener, byte-exact, over 127.0.0.1. A front end that cannot be set up
+# (no node, no pip) has its pairs reported as skipped, and the script then
+# fails unless MATRIX_ALLOW_SKIP=1.
+#
+# Every pair has a time limit (MATRIX_TIMEOUT, default 60 s); every process
+# is killed on exit.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+source scripts/lib.sh
+start_work test-matrix
+BYTES="${MATRIX_BYTES:-5000000}"
+TIMEOUT_S="${MATRIX_TIMEOUT:-60}"
+REL="$ROOT/target/release"
+IMPLS=(rust c python node libutp)
+declare -A READY
+
+say() { echo "test-matrix: $*"; }
+
+# ------------------------------------------------------------------ set-up
+say "building utpcat, our libutp, and real libutp's ucat"
+cargo build --release --quiet --example utpcat || { say "ERROR: cargo build failed"; exit 1; }
+cargo build --release --quiet -p utp-ffi || { say "ERROR: cargo build -p utp-ffi failed"; exit 1; }
+eval "$(scripts/build-libutp-ref.sh --quiet | grep '^LIBUTP_REF_DIR=')"
+UTPCAT="$REL/examples/utpcat"
+REAL_UCAT="$LIBUTP_REF_DIR/bin/ucat"
+OUR_UCAT="$WORK/ucat-ours"
+[ -x "$UTPCAT" ] && READY[rust]=1
+[ -x "$REAL_UCAT" ] && READY[libutp]=1
+gcc -Wall -DPOSIX -O2 -I include "$LIBUTP_REF_DIR/src/ucat.c" -L "$REL" -lutp -Wl,-rpath,"$REL" \
+    -o "$OUR_UCAT" && READY[c]=1
+
+say "installing the Python binding into a venv (pip install ./bindings-python)"
+if python3 -m venv "$WORK/venv" && "$WORK/venv/bin/pip" install --quiet ./bindings-python >"$WORK/pip.log" 2>&1; then
+    READY[python]=1
+else
+    tail -5 "$WORK/pip.log" >&2
+fi
+PY="$WORK/venv/bin/python"
+
+say "building the Node addon (npm run build)"
+if command -v node >/dev/null && (cd bindings-node && node scripts/build.js >/dev/null); then
+    # The examples require('utp-socket'): resolve it to this checkout.
+    mkdir -p "$WORK/node_modules"
+    ln -s "$ROOT/bindings-node" "$WORK/node_modules/utp-socket"
+    export NODE_PATH="$WORK/node_modules"
+    READY[node]=1
+fi
+
+# ------------------------------------------------------------------ one pair
+# start_listener IMPL PORT OUT: starts it in the background, sets LPID
+start_listener() {
+    local impl=$1 port=$2 out=$3 d=$4
+    case $impl in
+        rust)   "$UTPCAT" -l -p "$port" </dev/null >"$out" 2>"$d/l.err" & ;;
+        c|libutp)
+            local bin=$OUR_UCAT; [ "$impl" = libutp ] && bin=$REAL_UCAT
+            # ucat's listener reads stdin too: keep it open (a FIFO fed by a
+            # sleeper) so it does not half-close or quit early.
+            mkfifo "$d/stdin"
+            sleep 3600 >"$d/stdin" & PIDS+=("$!")
+            "$bin" -l -p "$port" <"$d/stdin" >"$out" 2>"$d/l.err" & ;;
+        python) "$PY" examples/python/receive_file.py 127.0.0.1 "$port" "$out" >/dev/null 2>"$d/l.err" & ;;
+        node)   node examples/node/receive_file.js "$port" "$out" >/dev/null 2>"$d/l.err" & ;;
+    esac
+    LPID=$!
+    PIDS+=("$LPID")
+}
+
+start_sender() {
+    local impl=$1 port=$2 in=$3 d=$4
+    case $impl in
+        rust)      "$UTPCAT" 127.0.0.1 "$port" <"$in" >/dev/null 2>"$d/s.err" & ;;
+        c)         "$OUR_UCAT" 127.0.0.1 "$port" <"$in" >/dev/null 2>"$d/s.err" & ;;
+        libutp)    "$REAL_UCAT" 127.0.0.1 "$port" <"$in" >/dev/null 2>"$d/s.err" & ;;
+        python)    "$PY" examples/python/send_file.py 127.0.0.1 "$port" "$in" >/dev/null 2>"$d/s.err" & ;;
+        node)      node examples/node/send_file.js 127.0.0.1 "$port" "$in" >/dev/null 2>"$d/s.err" & ;;
+    esac
+    SPID=$!
+    PIDS+=("$SPID")
+}
+
+# pair SENDER LISTENER -> 0 when the listener's output equals the input
+pair() {
+    local s=$1 l=$2 d="$WORK/$1-to-$2" port t0 deadline size
+    mkdir -p "$d"
+    head -c "$BYTES" /dev/urandom >"$d/in"
+    : >"$d/out"
+    port=$(pick_port) || return 1
+    start_listener "$l" "$port" "$d/out" "$d"
+    deadline=$(( $(now_ms) + 10000 ))
+    until udp_bound "$port"; do
+        if ! is_running "$LPID" || [ "$(now_ms)" -gt "$deadline" ]; then
+            RESULT="listener did not bind: $(head -c 300 "$d/l.err")"; return 1
+        fi
+        sleep 0.02
+    done
+    t0=$(now_ms)
+    start_sender "$s" "$port" "$d/in" "$d"
+    deadline=$(( t0 + TIMEOUT_S * 1000 ))
+    while :; do
+        size=$(stat -c %s "$d/out")
+        if [ "$size" -ge "$BYTES" ] && cmp -s "$d/in" "$d/out"; then break; fi
+        if [ "$size" -gt "$BYTES" ] || [ "$(now_ms)" -gt "$deadline" ]; then
+            RESULT="got $size of $BYTES bytes$(cmp -s "$d/in" "$d/out" || echo ', content differs')"
+            RESULT+="; sender: $(head -c 200 "$d/s.err") listener: $(head -c 200 "$d/l.err")"
+            return 1
+        fi
+        sleep 0.01
+    done
+    RESULT="$(( $(now_ms) - t0 )) ms"
+    # A sender that fails after the last byte arrived is a failure too. ucat
+    # (ours and real) exits once its peer closes; the ucat listener never
+    # exits by itself, so it gets SIGINT, as its README says.
+    case $l in c|libutp) sleep 0.2; kill -INT "$LPID" 2>/dev/null ;; esac
+    wait_exit "$SPID" 15
+    if [ "$EXIT_CODE" != 0 ]; then
+        RESULT="byte-exact, but the sender ended with '$EXIT_CODE': $(head -c 300 "$d/s.err")"
+        return 1
+    fi
+    sleep 0.05
+    cmp -s "$d/in" "$d/out" || { RESULT="extra bytes after the transfer"; return 1; }
+    return 0
+}
+
+# ------------------------------------------------------------------ matrix
+PASS=0; FAIL=0; SKIP=0
+declare -A CELL
+for s in "${IMPLS[@]}"; do
+    for l in "${IMPLS[@]}"; do
+        if [ -z "${READY[$s]:-}" ] || [ -z "${READY[$l]:-}" ]; then
+            CELL[$s,$l]=skip; SKIP=$((SKIP + 1))
+            say "skipped: $s -> $l (front end not available)"
+            continue
+        fi
+        if pair "$s" "$l"; then
+            CELL[$s,$l]=ok; PASS=$((PASS + 1))
+            say "ok: $s -> $l, $BYTES bytes byte-exact in $RESULT"
+        else
+            CELL[$s,$l]=FAIL; FAIL=$((FAIL + 1))
+            say "FAIL: $s -> $l: $RESULT"
+        fi
+        for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
+        for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+        PIDS=()
+    done
+done
+
+printf '\nsender \\ listener'; printf ' %7s' "${IMPLS[@]}"; echo
+for s in "${IMPLS[@]}"; do
+    printf '%-17s' "$s"
+    for l in "${IMPLS[@]}"; do printf ' %7s' "${CELL[$s,$l]}"; done
+    echo
+done
+say "$PASS passed, $FAIL failed, $SKIP skipped ($BYTES bytes per pair)"
+[ "$FAIL" = 0 ] || exit 1
+if [ "$SKIP" != 0 ] && [ "${MATRIX_ALLOW_SKIP:-0}" != 1 ]; then
+    say "FAIL: pairs were skipped (MATRIX_ALLOW_SKIP=1 accepts that)"; exit 1
+fi
+exit 0
