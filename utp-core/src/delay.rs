@@ -21,6 +21,7 @@
 
 /// Number of base-delay buckets.
 pub const BASE_BUCKETS: usize = 12;
+const _: () = assert!(BASE_BUCKETS <= 32, "DelayHistory::filled is a u32 bit set");
 /// Length of one base-delay bucket (µs).
 pub const BASE_BUCKET_US: u64 = 10_000_000;
 /// Span of the base-delay history (µs): about two minutes.
@@ -47,8 +48,12 @@ fn wrapping_min(a: u32, b: u32) -> u32 {
 /// Delay samples of one direction.
 #[derive(Clone, Debug)]
 pub struct DelayHistory {
-    /// Per-slot minima; `None` for slots without samples.
-    buckets: [Option<u32>; BASE_BUCKETS],
+    /// Per-slot minima, valid where `filled` has the slot's bit. (Plain
+    /// integers rather than `Option`s: every byte is initialised, so
+    /// Valgrind has nothing to report on the optimised minimum.)
+    buckets: [u32; BASE_BUCKETS],
+    /// Bit `i` set: slot `i` has at least one sample.
+    filled: u32,
     /// Index of the slot now being filled.
     cur_bucket: usize,
     /// Start time of the current slot (µs, engine clock).
@@ -66,7 +71,8 @@ pub struct DelayHistory {
 impl DelayHistory {
     pub fn new() -> Self {
         DelayHistory {
-            buckets: [None; BASE_BUCKETS],
+            buckets: [0; BASE_BUCKETS],
+            filled: 0,
             cur_bucket: 0,
             bucket_start_us: 0,
             base: None,
@@ -82,13 +88,18 @@ impl DelayHistory {
         if self.base.is_none() {
             self.bucket_start_us = now_us;
             self.cur_bucket = 0;
-            self.buckets = [None; BASE_BUCKETS];
+            self.filled = 0;
         } else {
             self.rotate(now_us);
         }
 
-        let slot = &mut self.buckets[self.cur_bucket];
-        *slot = Some(slot.map_or(sample_us, |m| wrapping_min(m, sample_us)));
+        let (i, bit) = (self.cur_bucket, 1u32 << self.cur_bucket);
+        self.buckets[i] = if self.filled & bit != 0 {
+            wrapping_min(self.buckets[i], sample_us)
+        } else {
+            sample_us
+        };
+        self.filled |= bit;
         self.recompute_base();
 
         self.recent[self.recent_next] = sample_us;
@@ -118,8 +129,10 @@ impl DelayHistory {
     /// Every bucket moves, so the shift survives bucket rotation (as in
     /// libutp). Later samples below the shifted base pull it down again.
     pub fn shift_base(&mut self, delta_us: u32) {
-        for b in self.buckets.iter_mut().flatten() {
-            *b = b.wrapping_add(delta_us);
+        for (i, b) in self.buckets.iter_mut().enumerate() {
+            if self.filled & (1 << i) != 0 {
+                *b = b.wrapping_add(delta_us);
+            }
         }
         if let Some(base) = self.base.as_mut() {
             *base = base.wrapping_add(delta_us);
@@ -147,13 +160,17 @@ impl DelayHistory {
         let clear = steps.min(BASE_BUCKETS as u64) as usize;
         for _ in 0..clear {
             self.cur_bucket = (self.cur_bucket + 1) % BASE_BUCKETS;
-            self.buckets[self.cur_bucket] = None;
+            self.filled &= !(1u32 << self.cur_bucket);
         }
         self.bucket_start_us += steps * BASE_BUCKET_US;
     }
 
     fn recompute_base(&mut self) {
-        self.base = self.buckets.iter().flatten().copied().reduce(wrapping_min);
+        let filled = self.filled;
+        self.base = (0..BASE_BUCKETS)
+            .filter(|i| filled & (1 << i) != 0)
+            .map(|i| self.buckets[i])
+            .reduce(wrapping_min);
     }
 }
 

@@ -179,7 +179,7 @@ impl RecvBuffer {
             self.reorder_bytes = self.reorder.iter().flatten().map(|e| e.payload.len()).sum();
         }
         if self.reorder.len() <= d {
-            self.reorder.resize(d + 1, None);
+            self.reorder.resize_with(d + 1, || None);
         }
         self.reorder_bytes += payload.len();
         self.reorder[d] = Some(Early {

@@ -668,6 +668,100 @@ static void test_read_buffer_size(void)
     utp_destroy(B);
 }
 
+/* utp_connect called re-entrantly, from inside UTP_SENDTO while another
+ * connection's data packets are still queued for sending: the new socket
+ * must get its own connection ids (they were once parsed from the first
+ * queued packet, which then belonged to the other connection), so its
+ * handshake completes and each connection's bytes reach its own peer. */
+static utp_socket *sa2;
+static int reenter_armed, reentered;
+static unsigned char syn2[20]; /* the second socket's SYN */
+static utp_socket *reset_socket; /* the socket ON_ERROR(ECONNRESET) named */
+static uint64 cb_error_socket(utp_callback_arguments *a)
+{
+    if (a->error_code == UTP_ECONNRESET) reset_socket = a->socket;
+    return cb_error(a);
+}
+static int overhead_sa2_sent, overhead_sa2_recv;
+static uint64 cb_overhead(utp_callback_arguments *a)
+{
+    if (a->socket != NULL && a->socket == sa2) {
+        if (a->send) overhead_sa2_sent++;
+        else overhead_sa2_recv++;
+    }
+    return 0;
+}
+static uint64 cb_sendto_reentrant(utp_callback_arguments *a)
+{
+    if (a->context == A && reentered && a->len >= 20 && a->buf[0] == 0x41 /* ST_SYN v1 */)
+        memcpy(syn2, a->buf, 20);
+    if (a->context == A && reenter_armed && !reentered) {
+        reentered = 1;
+        sa2 = utp_create_socket(A);
+        CHECK(sa2 != NULL);
+        CHECK(utp_connect(sa2, (struct sockaddr *)&addr_b, sizeof addr_b) == 0);
+    }
+    return cb_sendto(a);
+}
+
+static void test_reentrant_connect(void)
+{
+    static unsigned char bulk[20000];
+    int n_before;
+    reset_counters();
+    reenter_armed = reentered = 0;
+    A = utp_init(2);
+    B = utp_init(2);
+    setup_ctx(A);
+    setup_ctx(B);
+    utp_set_callback(A, UTP_SENDTO, &cb_sendto_reentrant);
+    utp_set_callback(B, UTP_ON_ACCEPT, &cb_accept);
+    sa = utp_create_socket(A);
+    CHECK(utp_connect(sa, (struct sockaddr *)&addr_b, sizeof addr_b) == 0);
+    pump(5);
+    CHECK(connects == 1 && accepts == 1 && got_b == 5);
+    /* Several data packets go out in one flush; the first SENDTO connects
+     * a second socket while the others are still queued. */
+    memset(bulk, 'x', sizeof bulk);
+    {
+        /* grow the window, so that one flush carries several packets */
+        int i;
+        for (i = 0; i < 20; i++) {
+            utp_write(sa, bulk, sizeof bulk);
+            pump(2);
+        }
+    }
+    reenter_armed = 1;
+    n_before = sends;
+    CHECK(utp_write(sa, bulk, sizeof bulk) > 1000);
+    CHECK(sends - n_before > 2);
+    CHECK(reentered == 1);
+    pump(20);
+    CHECK(connects == 2);          /* the second handshake completed */
+    CHECK(accepts == 2);
+    CHECK(errors[UTP_ECONNRESET] == 0 && errors[UTP_ECONNREFUSED] == 0);
+    /* Packets of the second connection, both ways, are put down to the
+     * second socket: the C layer finds it by the ids it keeps for it. */
+    utp_set_callback(A, UTP_ON_OVERHEAD_STATISTICS, &cb_overhead);
+    CHECK(utp_write(sa2, (void *)"2", 1) == 1);
+    pump(3);
+    CHECK(overhead_sa2_sent > 0 && overhead_sa2_recv > 0);
+    /* An ICMP error quoting the second socket's SYN is matched, by the ids
+     * the C layer keeps for it, to the second socket (not to the first,
+     * whose packet was queued first). */
+    CHECK(syn2[0] == 0x41);
+    utp_set_callback(A, UTP_ON_ERROR, &cb_error_socket);
+    reset_socket = NULL;
+    CHECK(utp_process_icmp_error(A, syn2, 20, (struct sockaddr *)&addr_b, sizeof addr_b) == 1);
+    CHECK(errors[UTP_ECONNRESET] == 1);
+    CHECK(reset_socket == sa2);
+    utp_close(sa);
+    utp_close(sa2);
+    pump(100);
+    utp_destroy(A);
+    utp_destroy(B);
+}
+
 int main(void)
 {
     memset(&addr_a, 0, sizeof addr_a);
@@ -683,6 +777,7 @@ int main(void)
     test_transfer_and_close();
     test_libutp_close_sequence();
     test_read_buffer_size();
+    test_reentrant_connect();
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }
