@@ -116,6 +116,10 @@ class Socket extends Duplex {
       this._allowOpen = options.allowHalfOpen ? 2 : 1
       this._wantRead = true
       this.once('finish', () => this._destroyMaybe())
+    } else {
+      // As net does: once the peer's end has been read from a socket that
+      // is not half-open, a write is an error (EPIPE), never dropped.
+      this.once('end', () => { if (!this.allowHalfOpen) this.write = writeAfterFIN })
     }
   }
 
@@ -197,9 +201,6 @@ class Socket extends Duplex {
       if (buf === null) return
       if (buf.length === 0) {
         this._wantRead = false
-        // As net does: once the peer has ended a socket that is not
-        // half-open, a write is an error (EPIPE), never silently dropped.
-        if (!this.allowHalfOpen && this._style === 'net') this.write = writeAfterFIN
         this.push(null)
         // As net does: with nothing buffered, 'end' follows even if nobody
         // reads, so an ended, idle socket closes.

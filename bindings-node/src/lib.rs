@@ -27,6 +27,9 @@ use napi::threadsafe_function::{ErrorStrategy, ThreadsafeFunction, ThreadsafeFun
 use napi::{Env, JsFunction, JsUnknown};
 use napi_derive::napi;
 
+mod uv_input;
+use uv_input::EventLoopInput;
+
 use utp_core::runtime::error::{errno_name, errno_of};
 use utp_core::runtime::{
     ContextHandle, ExitWatch, Interest, RuntimeConfig, StreamHandle, UtpContext, Wait,
@@ -164,6 +167,8 @@ pub struct ErrorInfo {
 #[napi]
 pub struct Context {
     handle: Option<Arc<ContextHandle>>,
+    /// The socket's datagrams are received on Node's event loop.
+    input: Option<EventLoopInput>,
     /// Tells when the I/O thread is gone (the port no longer answers).
     exit: ExitWatch,
     id: u32,
@@ -179,6 +184,9 @@ impl Context {
 
 impl Drop for Context {
     fn drop(&mut self) {
+        if let Some(i) = self.input.take() {
+            i.stop();
+        }
         if let Some(h) = self.handle.take() {
             h.set_accept_callback(None);
             drop_in_background(h);
@@ -194,7 +202,13 @@ impl Context {
     /// time out), and a closed connection is forgotten once our FIN is
     /// acknowledged.
     #[napi(constructor)]
-    pub fn new(host: String, port: u32, backlog: u32, libutp: Option<bool>) -> Result<Self> {
+    pub fn new(
+        env: Env,
+        host: String,
+        port: u32,
+        backlog: u32,
+        libutp: Option<bool>,
+    ) -> Result<Self> {
         let libutp = libutp.unwrap_or(false);
         let addr = parse_addr(&host, port)?;
         let mut config = RuntimeConfig {
@@ -211,12 +225,18 @@ impl Context {
             // limit.
             config.endpoint.reset_data_after_close = false;
             config.endpoint.idle_timeout_us = 0;
+            // Nor does a libutp client send anything before the application
+            // writes (the empty DATA would reach a server that may already
+            // have closed the half-open connection, and draw a RESET).
+            config.endpoint.announce_on_connect = false;
         }
         if backlog == 0 {
             config.endpoint.accept_incoming = false;
         }
         let ctx = UtpContext::bind_with_config(addr, config).map_err(|e| code_error(&e))?;
+        let input = EventLoopInput::start(&env, ctx.handle());
         Ok(Context {
+            input,
             handle: Some(ctx.handle().clone()),
             exit: ctx.exit_watch(),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -324,6 +344,10 @@ impl Context {
     #[napi]
     pub fn release(&mut self) -> Result<()> {
         self.close()?;
+        // Its connections may live on: the I/O thread receives for them.
+        if let Some(i) = self.input.take() {
+            i.stop();
+        }
         if let Some(h) = self.handle.take() {
             drop_in_background(h);
         }
@@ -369,14 +393,24 @@ impl Stream {
     #[napi]
     pub fn read(&self, max: u32) -> Result<Option<Buffer>> {
         let h = self.h()?;
-        let mut buf = vec![0u8; (max as usize).clamp(1, 4 << 20)];
-        match h.read(&mut buf, Wait::NonBlocking) {
-            Ok(n) => {
-                buf.truncate(n);
-                Ok(Some(buf.into()))
-            }
-            Err(_) => Ok(None),
+        // Read into one reused scratch buffer and hand JavaScript an exact
+        // copy: a fresh `max`-sized allocation per read (256 KiB, for a
+        // 64-byte message) cost an mmap, page faults, and garbage that
+        // lives until V8 collects it.
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
+        let want = (max as usize).clamp(1, 4 << 20);
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < want {
+                s.resize(want, 0);
+            }
+            match h.read(&mut s[..want], Wait::NonBlocking) {
+                Ok(n) => Ok(Some(s[..n].to_vec().into())),
+                Err(_) => Ok(None),
+            }
+        })
     }
 
     /// Queues what fits of `data`: the count taken (0 when full), or

@@ -179,6 +179,23 @@ test('IPv6 loopback', async () => {
   await new Promise((resolve) => server.close(resolve))
 })
 
+test('connections made the moment a server listens (100 in a row)', { timeout: 60000 }, async () => {
+  // Datagrams are received on the event loop: a SYN that arrives right
+  // after listen() must not be lost (it once stopped the watch for good).
+  for (let i = 0; i < 100; i++) {
+    const server = net.createServer((s) => { s.on('error', () => {}); s.end('hi') })
+    const port = await listen(server)
+    const c = net.connect(port, '127.0.0.1')
+    const got = await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`connection ${i} did not complete`)), 5000)
+      collect(c).then((b) => { clearTimeout(timer); resolve(b) }, reject)
+    })
+    assert.strictEqual(got.toString(), 'hi')
+    c.destroy()
+    await new Promise((resolve) => server.close(resolve))
+  }
+})
+
 test('500 concurrent connections', { timeout: 120000 }, async () => {
   const server = net.createServer((s) => s.pipe(s))
   const port = await listen(server)

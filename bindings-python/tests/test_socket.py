@@ -394,6 +394,28 @@ def test_interpreter_exit_delivers_queued_data():
     server.close()
 
 
+def test_interpreter_exit_with_threads_blocked_in_recv_and_accept():
+    # Daemon threads blocked in recv() and accept() when the interpreter
+    # exits: as with plain sockets, they stay blocked and the process ends
+    # quietly (no EBADF traceback from the exit-time close).
+    code = (
+        "import threading, time, utp\n"
+        "srv = utp.create_server(('127.0.0.1', 0))\n"
+        "threading.Thread(target=srv.accept, daemon=True).start()\n"
+        "c = utp.create_connection(srv.getsockname(), timeout=10)\n"
+        "threading.Thread(target=c.recv, args=(100,), daemon=True).start()\n"
+        "time.sleep(0.3)\n"
+        "print('exiting', flush=True)\n"
+    )
+    for _ in range(5):  # the traceback came in about 2 runs of 5
+        p = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=30
+        )
+        assert p.returncode == 0
+        assert p.stdout.strip() == "exiting"
+        assert "Traceback" not in p.stderr, p.stderr
+
+
 def test_ctrl_c_interrupts_a_blocking_recv_quickly():
     code = (
         "import time, utp, sys\n"

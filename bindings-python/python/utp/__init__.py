@@ -95,8 +95,25 @@ _open_sockets = _weakref.WeakSet()
 _open_lock = _threading.Lock()
 
 
+_exiting = False
+
+
+def _held_at_exit(err):
+    """A blocking call in another thread that the exit-time close below cut
+    short: as with a plain socket, that (daemon) thread stays blocked until
+    the interpreter is gone, instead of printing an EBADF traceback."""
+    if (
+        _exiting
+        and getattr(err, "errno", None) == _errno.EBADF
+        and _threading.current_thread() is not _threading.main_thread()
+    ):
+        _threading.Event().wait()
+
+
 @atexit.register
 def _close_all_at_exit():
+    global _exiting
+    _exiting = True
     with _open_lock:
         socks = list(_open_sockets)
     for s in socks:
@@ -161,7 +178,11 @@ class Context:
             raise _closed_error()
         if timeout is None:
             timeout = self._timeout
-        stream, addr = self._ctx.accept(_check_timeout(timeout))
+        try:
+            stream, addr = self._ctx.accept(_check_timeout(timeout))
+        except OSError as e:
+            _held_at_exit(e)
+            raise
         return UTPSocket._wrap(stream, self), addr
 
     def settimeout(self, timeout):
@@ -277,22 +298,38 @@ class UTPSocket:
             raise ValueError("flags are not supported")
         if not isinstance(bufsize, int) or isinstance(bufsize, bool):
             raise TypeError("bufsize must be an int")
-        return self._s().recv(bufsize, self._timeout)
+        try:
+            return self._s().recv(bufsize, self._timeout)
+        except OSError as e:
+            _held_at_exit(e)
+            raise
 
     def recv_into(self, buffer, nbytes=0, flags=0):
         if flags:
             raise ValueError("flags are not supported")
-        return self._s().recv_into(buffer, nbytes, self._timeout)
+        try:
+            return self._s().recv_into(buffer, nbytes, self._timeout)
+        except OSError as e:
+            _held_at_exit(e)
+            raise
 
     def send(self, data, flags=0):
         if flags:
             raise ValueError("flags are not supported")
-        return self._s().send(_as_bytes(data), self._timeout)
+        try:
+            return self._s().send(_as_bytes(data), self._timeout)
+        except OSError as e:
+            _held_at_exit(e)
+            raise
 
     def sendall(self, data, flags=0):
         if flags:
             raise ValueError("flags are not supported")
-        self._s().sendall(_as_bytes(data), self._timeout)
+        try:
+            self._s().sendall(_as_bytes(data), self._timeout)
+        except OSError as e:
+            _held_at_exit(e)
+            raise
 
     def shutdown(self, how):
         if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):

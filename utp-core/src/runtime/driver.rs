@@ -100,6 +100,7 @@ pub(crate) fn start(addr: SocketAddr, config: RuntimeConfig) -> io::Result<Arc<C
         udp_fd: socket.as_raw_fd(),
         udp_poller: AtomicU8::new(POLLER_FREE),
         park_deadline: AtomicU64::new(0),
+        event_loop_input: AtomicBool::new(false),
         waiting_readers: AtomicUsize::new(0),
         timer,
         dead: Default::default(),
@@ -111,32 +112,34 @@ pub(crate) fn start(addr: SocketAddr, config: RuntimeConfig) -> io::Result<Arc<C
     let thread_shared = shared.clone();
     // Short enough for the kernel's 15-byte thread names.
     let name = format!("utp-io-{}", shared.local_addr.port());
-    std::thread::Builder::new().name(name).spawn(move || {
+    // The driver is in place before `bind` returns: user threads (and an
+    // event loop receiving for the context) may drive it at once.
+    let mut endpoint = Endpoint::new(endpoint_config, seed);
+    // `ContextHandle::set_accepting(false)` ignores SYNs from then on.
+    endpoint.set_accept_filter(Some(Box::new(move |_| accepting.load(Ordering::Relaxed))));
+    let driver = Driver {
+        endpoint,
+        socket,
+        shared: shared.clone(),
+        rx,
+        recv_batch: RecvBatch::new(recv_size),
+        send_batch: SendBatch::new(),
+        transmits: VecDeque::new(),
+        conns: HashMap::new(),
+        closing: HashSet::new(),
+        fin_watch: HashSet::new(),
+        write_retry: HashSet::new(),
+        to_wake: Vec::new(),
+        wake_listener: false,
+        scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
+        shutting_down: false,
+        exit_deadline: None,
+        send_retry_at: None,
+        stats: DriverStats::default(),
+    };
+    *shared.core.lock() = Some(driver);
+    let spawned = std::thread::Builder::new().name(name).spawn(move || {
         super::handle::ON_IO_THREAD.with(|f| f.set(true));
-        let mut endpoint = Endpoint::new(endpoint_config, seed);
-        // `ContextHandle::set_accepting(false)` ignores SYNs from then on.
-        endpoint.set_accept_filter(Some(Box::new(move |_| accepting.load(Ordering::Relaxed))));
-        let driver = Driver {
-            endpoint,
-            socket,
-            shared: thread_shared.clone(),
-            rx,
-            recv_batch: RecvBatch::new(recv_size),
-            send_batch: SendBatch::new(),
-            transmits: VecDeque::new(),
-            conns: HashMap::new(),
-            closing: HashSet::new(),
-            fin_watch: HashSet::new(),
-            write_retry: HashSet::new(),
-            to_wake: Vec::new(),
-            wake_listener: false,
-            scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
-            shutting_down: false,
-            exit_deadline: None,
-            send_retry_at: None,
-            stats: DriverStats::default(),
-        };
-        *thread_shared.core.lock() = Some(driver);
         let result = catch_unwind(AssertUnwindSafe(|| io_loop(&thread_shared)));
         // Taking the driver out ends the direct path and the Arc cycle.
         let driver = thread_shared.core.lock().take();
@@ -147,7 +150,12 @@ pub(crate) fn start(addr: SocketAddr, config: RuntimeConfig) -> io::Result<Arc<C
         if let Err(panic) = result {
             std::panic::resume_unwind(panic);
         }
-    })?;
+    });
+    if let Err(e) = spawned {
+        // No thread: take the driver back out (it holds `shared`).
+        shared.core.lock().take();
+        return Err(e);
+    }
     Ok(Arc::new(ContextHandle { shared, tx }))
 }
 
@@ -292,38 +300,11 @@ fn io_loop(shared: &ContextShared) {
         }
 
         // 3. Datagrams, one ACK flush per batch; readers wake per batch.
-        if udp & libc::POLLIN != 0 && shared.udp_poller.load(Ordering::Acquire) == POLLER_FREE {
-            for _ in 0..RECV_ROUNDS {
-                let Some((n, wakes, held)) = with_driver(shared, |d| {
-                    let n = d.receive_batch();
-                    let now = d.now();
-                    d.endpoint.flush_acks(now);
-                    d.handle_events();
-                    // A new incoming connection: the application hears of it
-                    // before our SYN-ACK leaves, so its `accept` side never
-                    // lags the peer's "connected" (as with libutp).
-                    let held = d.wake_listener;
-                    if !held {
-                        d.settle();
-                    }
-                    (n, d.take_wakes(), held)
-                }) else {
-                    return;
-                };
-                wakes.deliver(shared);
-                if held {
-                    let Some(wakes) = with_driver(shared, |d| {
-                        d.settle();
-                        d.take_wakes()
-                    }) else {
-                        return;
-                    };
-                    wakes.deliver(shared);
-                }
-                if n < BATCH {
-                    break;
-                }
-            }
+        if udp & libc::POLLIN != 0
+            && shared.udp_poller.load(Ordering::Acquire) == POLLER_FREE
+            && receive_available(shared).is_none()
+        {
+            return;
         }
 
         // 4.-6. Timers, commands, events and transmits.
@@ -339,6 +320,48 @@ fn io_loop(shared: &ContextShared) {
             return;
         }
     }
+}
+
+/// Receives what the UDP socket holds now (up to `RECV_ROUNDS` batches)
+/// through the engine, one ACK flush per batch, and wakes the handles per
+/// batch. Runs on the I/O thread, or on an application's event loop (see
+/// `ContextHandle::receive_ready`). `None` once the driver is gone.
+pub(crate) fn receive_available(shared: &ContextShared) -> Option<usize> {
+    let mut total = 0;
+    for _ in 0..RECV_ROUNDS {
+        let (n, wakes, held) = with_driver(shared, |d| {
+            let mut n = d.receive_batch();
+            if n == 0 {
+                // Woken with nothing to read: an ICMP error is waiting.
+                d.read_errors();
+                n = d.receive_batch();
+            }
+            let now = d.now();
+            d.endpoint.flush_acks(now);
+            d.handle_events();
+            // A new incoming connection: the application hears of it
+            // before our SYN-ACK leaves, so its `accept` side never
+            // lags the peer's "connected" (as with libutp).
+            let held = d.wake_listener;
+            if !held {
+                d.settle();
+            }
+            (n, d.take_wakes(), held)
+        })?;
+        wakes.deliver(shared);
+        if held {
+            let wakes = with_driver(shared, |d| {
+                d.settle();
+                d.take_wakes()
+            })?;
+            wakes.deliver(shared);
+        }
+        total += n;
+        if n < BATCH {
+            break;
+        }
+    }
+    Some(total)
 }
 
 /// A user thread waiting to read receives datagrams itself until its
@@ -525,7 +548,8 @@ impl Driver {
             deadline = Some(deadline.map_or(d, |x| x.min(d)));
         }
         self.shared.timer.set(deadline);
-        let mut udp_events = if poller == POLLER_FREE {
+        let external = self.shared.event_loop_input.load(Ordering::Acquire);
+        let mut udp_events = if poller == POLLER_FREE && !external {
             libc::POLLIN
         } else {
             0

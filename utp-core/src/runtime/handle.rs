@@ -393,6 +393,10 @@ pub(crate) struct ContextShared {
     /// for a moment (parked until `park_deadline`, µs).
     pub udp_poller: AtomicU8,
     pub park_deadline: AtomicU64,
+    /// An application's event loop receives the datagrams
+    /// (`ContextHandle::set_event_loop_input`): the I/O thread leaves the
+    /// socket's input alone.
+    pub event_loop_input: AtomicBool,
     /// Readers blocked on the condition variable while another thread
     /// receives: the receiver then hands the input back instead of parking.
     pub waiting_readers: AtomicUsize,
@@ -652,6 +656,36 @@ impl ContextHandle {
             .store(interest.bits(), Ordering::Release);
         self.shared.refresh_fd();
         Ok(n.as_raw_fd())
+    }
+
+    /// Hands the reception of datagrams to the caller's event loop (`true`)
+    /// or back to the I/O thread (`false`, the default). While on, the I/O
+    /// thread keeps timers, retransmissions and commands but no longer reads
+    /// the UDP socket: the loop watches [`udp_fd`](Self::udp_fd) for
+    /// readability and calls [`receive_ready`](Self::receive_ready), so a
+    /// packet reaches the application's thread without a hand-off between
+    /// threads (readiness callbacks then run on the loop's thread). A loop
+    /// that stops watching must turn it off, or nothing is received.
+    pub fn set_event_loop_input(&self, on: bool) {
+        self.shared.event_loop_input.store(on, Ordering::Release);
+        // The I/O thread re-reads the flag before it sleeps again.
+        self.shared.waker.wake();
+    }
+
+    /// The context's UDP socket, for an event loop to watch (see
+    /// [`set_event_loop_input`](Self::set_event_loop_input)). Do not read
+    /// from it or close it; it is valid while the context's I/O thread
+    /// runs (`dup` it to watch it longer).
+    pub fn udp_fd(&self) -> RawFd {
+        self.shared.udp_fd
+    }
+
+    /// Receives the datagrams waiting on the UDP socket now, on the calling
+    /// thread, and runs them through the engine (also ICMP errors). Returns
+    /// how many were read (0 is fine: another thread got there first), or
+    /// an error once the I/O thread has exited. Never blocks on the network.
+    pub fn receive_ready(&self) -> io::Result<usize> {
+        super::driver::receive_available(&self.shared).ok_or_else(Self::dead_error)
     }
 
     /// Accept incoming connections (`true`, the default for contexts with a
