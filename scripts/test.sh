@@ -14,9 +14,13 @@
 #      in a clean venv, `pip install ./bindings-python`, the examples.
 #   5. The Node.js binding (scripts/test-node.sh): packed, installed in a
 #      clean folder, its tests, utp-native's own tests, the examples.
-#   6. Every command the README shows, on a fresh copy of the repository
+#   6. utp-native's own C++ addon (binding.cc, the libutp C API through
+#      N-API) compiled against real libutp and against include/utp.h with
+#      our libutp.so, its tape tests run with both builds: all 29 cases must
+#      pass the same (scripts/test-utp-native-c.sh).
+#   7. Every command the README shows, on a fresh copy of the repository
 #      (scripts/test-readme.sh).
-#   7. The benchmark harness in smoke mode (bench/run.sh --smoke): every
+#   8. The benchmark harness in smoke mode (bench/run.sh --smoke): every
 #      benchmark role runs once with small sizes and must move its data
 #      byte-exact; slow numbers never fail it. Without root, the veth and
 #      testbed parts are skipped.
@@ -31,6 +35,7 @@ bash scripts/test-ffi.sh
 bash scripts/test-c-install.sh
 bash scripts/test-python.sh
 bash scripts/test-node.sh
+bash scripts/test-utp-native-c.sh
 bash scripts/test-readme.sh
 bash bench/run.sh --smoke
 bash scripts/test-matrix.sh
