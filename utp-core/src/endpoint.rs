@@ -1419,6 +1419,51 @@ mod tests {
     }
 
     #[test]
+    fn reset_after_both_fins_were_acked_ends_the_stream_cleanly() {
+        // Both sides half-close; every byte and both FINs are acknowledged.
+        // Then the peer forgets the connection (libutp destroys a socket the
+        // moment its FIN is acked) and answers a late packet with RESET:
+        // the stream is complete, so that is no error.
+        let mut p = Pair::new();
+        let (ha, hb) = establish(&mut p);
+        p.a.write(p.now, ha, b"all of it").unwrap();
+        p.a.shutdown_write(p.now, ha).unwrap();
+        p.b.shutdown_write(p.now, hb).unwrap();
+        p.run_for(1_000_000);
+        assert!(p.a.fin_acked(ha) && p.b.fin_acked(hb));
+        p.b.reset(p.now, hb);
+        for _ in 0..10 {
+            p.step();
+        }
+        assert!(
+            !p.events_a.iter().any(|e| matches!(e, Event::Error(..))),
+            "{:?}",
+            p.events_a
+        );
+        assert_eq!(p.b.connection_count(), 0, "B forgot the connection");
+        let mut buf = [0u8; 32];
+        assert_eq!(p.a.read(p.now, ha, &mut buf), Ok(0));
+        p.a.close(p.now, ha);
+        p.run_for(1_000);
+        assert!(p.events_a.contains(&Event::Closed(ha)), "{:?}", p.events_a);
+        // A RESET while the stream is still open is still an error.
+        let mut p = Pair::new();
+        let (ha, hb) = establish(&mut p);
+        p.a.shutdown_write(p.now, ha).unwrap();
+        p.run_for(1_000_000);
+        p.b.reset(p.now, hb);
+        for _ in 0..10 {
+            p.step();
+        }
+        assert!(
+            p.events_a
+                .contains(&Event::Error(ha, ConnectionError::Reset)),
+            "{:?}",
+            p.events_a
+        );
+    }
+
+    #[test]
     fn application_buffered_bytes_shrink_the_advertised_window() {
         let mut p = Pair::new();
         let (ha, hb) = establish(&mut p);

@@ -560,6 +560,16 @@ impl Connection {
             self.state = State::Dead;
             return;
         }
+        // Both directions are complete: every byte and both FINs were
+        // acknowledged, so a RESET (the peer forgot the connection right
+        // after its FIN was acked, as libutp does) carries no news. As TCP
+        // ignores an RST in TIME-WAIT, the stream ends cleanly.
+        if self.state == State::Connected && self.send.fin_acked() && self.recv.eof_reached() {
+            if self.app_closed {
+                self.finish(io);
+            }
+            return;
+        }
         self.fail(io, err);
     }
 
