@@ -108,7 +108,9 @@ pub struct EndpointConfig {
     /// libutp's close: after `close`, forget the connection as soon as our
     /// FIN is acknowledged instead of also waiting for the peer's FIN (a
     /// later FIN from the peer then gets a RESET), and close a connection
-    /// still in the handshake silently. For the libutp-compatible C ABI.
+    /// still in the handshake silently; and, as libutp, report every RESET
+    /// for a live connection as an error, even once both FINs were
+    /// acknowledged. For the libutp-compatible C ABI.
     pub close_on_fin_acked: bool,
     /// After the SYN-ACK, send an empty DATA when the application has
     /// nothing queued: a libutp acceptor cannot send before the initiator's
@@ -1451,6 +1453,27 @@ mod tests {
         let (ha, hb) = establish(&mut p);
         p.a.shutdown_write(p.now, ha).unwrap();
         p.run_for(1_000_000);
+        p.b.reset(p.now, hb);
+        for _ in 0..10 {
+            p.step();
+        }
+        assert!(
+            p.events_a
+                .contains(&Event::Error(ha, ConnectionError::Reset)),
+            "{:?}",
+            p.events_a
+        );
+        // libutp's semantics (the C ABI) report that RESET, as libutp does.
+        let libutp = EndpointConfig {
+            close_on_fin_acked: true,
+            ..EndpointConfig::default()
+        };
+        let mut p = pair_with(libutp.clone(), libutp);
+        let (ha, hb) = establish(&mut p);
+        p.a.shutdown_write(p.now, ha).unwrap();
+        p.b.shutdown_write(p.now, hb).unwrap();
+        p.run_for(1_000_000);
+        assert!(p.a.fin_acked(ha) && p.b.fin_acked(hb));
         p.b.reset(p.now, hb);
         for _ in 0..10 {
             p.step();

@@ -563,8 +563,13 @@ impl Connection {
         // Both directions are complete: every byte and both FINs were
         // acknowledged, so a RESET (the peer forgot the connection right
         // after its FIN was acked, as libutp does) carries no news. As TCP
-        // ignores an RST in TIME-WAIT, the stream ends cleanly.
-        if self.state == State::Connected && self.send.fin_acked() && self.recv.eof_reached() {
+        // ignores an RST in TIME-WAIT, the stream ends cleanly (libutp's
+        // semantics still call it an error).
+        if self.state == State::Connected
+            && !self.cfg.close_on_fin_acked
+            && self.send.fin_acked()
+            && self.recv.eof_reached()
+        {
             if self.app_closed {
                 self.finish(io);
             }
