@@ -31,8 +31,13 @@ pub struct ConnectionHandle(pub usize);
 /// A datagram to send.
 #[derive(Clone, Debug)]
 pub struct Transmit {
+    /// Where to send it.
     pub destination: SocketAddr,
+    /// The whole UDP payload: header, extensions, data.
     pub contents: Vec<u8>,
+    /// The connection that sent it; `None` for a RESET answering a packet
+    /// of no known connection (or a datagram the application asked for).
+    pub connection: Option<ConnectionHandle>,
 }
 
 /// Why a connection failed.
@@ -65,6 +70,11 @@ pub enum Event {
     /// The connection is finished and its handle is no longer valid
     /// (after `close`, once the close handshake or linger ended).
     Closed(ConnectionHandle),
+    /// An ACK of new data brought a one-way delay measurement: our current
+    /// queuing delay estimate in µs (at most the round trip), the value
+    /// LEDBAT acts on. Only with [`EndpointConfig::report_delay_samples`]
+    /// (libutp's `UTP_ON_DELAY_SAMPLE`).
+    DelaySample(ConnectionHandle, u32),
 }
 
 /// Why a stream call failed.
@@ -133,6 +143,10 @@ pub struct EndpointConfig {
     /// and bounds how long a receive-only side waits for a vanished peer.
     /// The libutp-compatible C ABI turns it off (libutp has no such limit).
     pub idle_timeout_us: u64,
+    /// Emit [`Event::DelaySample`] for every ACK of new data that carries a
+    /// delay measurement. Off by default (one event per ACK); the C ABI
+    /// turns it on for `UTP_ON_DELAY_SAMPLE`.
+    pub report_delay_samples: bool,
 }
 
 impl Default for EndpointConfig {
@@ -152,6 +166,7 @@ impl Default for EndpointConfig {
             announce_on_connect: true,
             reset_data_after_close: true,
             idle_timeout_us: 60_000_000,
+            report_delay_samples: false,
         }
     }
 }
@@ -306,6 +321,7 @@ impl Endpoint {
             announce_on_connect: c.announce_on_connect,
             reset_data_after_close: c.reset_data_after_close,
             idle_timeout_us: c.idle_timeout_us,
+            report_delay_samples: c.report_delay_samples,
         }
     }
 
@@ -374,18 +390,54 @@ impl Endpoint {
                 return DatagramKind::Utp;
             }
         };
-        let id = pkt.header.connection_id;
-        match pkt.header.packet_type {
-            PacketType::Syn => self.on_syn(now_us, remote, &pkt),
-            PacketType::Reset => self.on_reset(now_us, remote, id),
-            _ => match self.by_key.get(&(remote, id)).copied() {
-                Some(h) => {
-                    self.with_conn(h, now_us, |c, io| c.handle_packet(io, &pkt, data.len()));
-                }
-                None => self.send_reset(now_us, remote, &pkt.header),
-            },
+        let target = self.route(remote, &pkt.header);
+        match (pkt.header.packet_type, target) {
+            (PacketType::Syn, _) => self.on_syn(now_us, remote, &pkt),
+            (PacketType::Reset, Some(h)) => {
+                self.with_conn(h, now_us, |c, io| c.on_reset(io));
+            }
+            (PacketType::Reset, None) => {}
+            (_, Some(h)) => {
+                self.with_conn(h, now_us, |c, io| c.handle_packet(io, &pkt, data.len()));
+            }
+            (_, None) => self.send_reset(now_us, remote, &pkt.header),
         }
         DatagramKind::Utp
+    }
+
+    /// The connection a received datagram belongs to, matched exactly as
+    /// [`Endpoint::handle_datagram`] will match it (a SYN: the connection it
+    /// already made, if retransmitted). For front ends that account per
+    /// connection (the C ABI's statistics callbacks) without a second copy
+    /// of the rules.
+    pub fn connection_for(&self, remote: SocketAddr, data: &[u8]) -> Option<ConnectionHandle> {
+        let header = Header::parse(data).ok()?;
+        self.route(canonical(remote), &header).map(ConnectionHandle)
+    }
+
+    /// The connection a datagram of ours quoted by an ICMP error belongs to
+    /// (`dest`: where it was sent), as the ICMP handlers match it.
+    pub fn connection_for_sent(&self, dest: SocketAddr, quoted: &[u8]) -> Option<ConnectionHandle> {
+        self.match_quoted(dest, quoted).map(ConnectionHandle)
+    }
+
+    /// The one routing rule for received packets. A RESET carries the id of
+    /// the side that sent it, which may be either of ours (libutp resets
+    /// with the id of the packet it answers): the neighbouring ids match
+    /// too, when the connection's send id agrees.
+    fn route(&self, remote: SocketAddr, h: &Header) -> Option<usize> {
+        let id = h.connection_id;
+        match h.packet_type {
+            PacketType::Syn => self.by_key.get(&(remote, id.wrapping_add(1))).copied(),
+            PacketType::Reset => [id, id.wrapping_add(1), id.wrapping_sub(1)]
+                .into_iter()
+                .enumerate()
+                .find_map(|(i, recv_id)| {
+                    let &h = self.by_key.get(&(remote, recv_id))?;
+                    (i == 0 || self.conns[&h].conn.send_id == id).then_some(h)
+                }),
+            _ => self.by_key.get(&(remote, id)).copied(),
+        }
     }
 
     fn on_syn(&mut self, now_us: u64, remote: SocketAddr, syn: &Packet<'_>) {
@@ -437,20 +489,6 @@ impl Endpoint {
         self.after(h);
     }
 
-    fn on_reset(&mut self, now_us: u64, remote: SocketAddr, id: u16) {
-        let candidates = [id, id.wrapping_add(1), id.wrapping_sub(1)];
-        for (i, recv_id) in candidates.into_iter().enumerate() {
-            let Some(&h) = self.by_key.get(&(remote, recv_id)) else {
-                continue;
-            };
-            let conn = &self.conns[&h].conn;
-            if i == 0 || conn.send_id == id {
-                self.with_conn(h, now_us, |c, io| c.on_reset(io));
-                return;
-            }
-        }
-    }
-
     /// Answer a packet for an unknown connection with RESET, rate-limited.
     fn send_reset(&mut self, now_us: u64, remote: SocketAddr, h: &Header) {
         let key = (remote, h.connection_id, h.seq_nr);
@@ -486,6 +524,7 @@ impl Endpoint {
         self.transmits.push_back(Transmit {
             destination: remote,
             contents,
+            connection: None,
         });
     }
 
@@ -1484,6 +1523,55 @@ mod tests {
             "{:?}",
             p.events_a
         );
+    }
+
+    #[test]
+    fn datagrams_name_their_connection_both_ways() {
+        let mut p = Pair::new();
+        let (ha, hb) = establish(&mut p);
+        p.a.write(p.now, ha, b"whose?").unwrap();
+        let t = p.a.poll_transmit().expect("the data goes out at once");
+        assert_eq!(t.connection, Some(ha));
+        // The receiver matches it as it will route it.
+        let a: SocketAddr = A.parse().unwrap();
+        assert_eq!(p.b.connection_for(a, &t.contents), Some(hb));
+        assert_eq!(p.b.connection_for(B.parse().unwrap(), &t.contents), None);
+        assert_eq!(p.b.connection_for(a, b"not utp"), None);
+        // An ICMP error quoting it is put down to the sender's connection.
+        assert_eq!(
+            p.a.connection_for_sent(B.parse().unwrap(), &t.contents),
+            Some(ha)
+        );
+        // A RESET for no connection belongs to none.
+        let mut stray = t.contents.clone();
+        stray[2] ^= 0x55;
+        p.b.handle_datagram(p.now, a, &stray);
+        let reset =
+            p.b.poll_transmit()
+                .expect("RESET for an unknown connection");
+        assert_eq!(reset.connection, None);
+    }
+
+    #[test]
+    fn delay_samples_are_events_only_when_asked_for() {
+        let samples = |on: bool| {
+            let cfg = EndpointConfig {
+                report_delay_samples: on,
+                ..EndpointConfig::default()
+            };
+            let mut p = pair_with(cfg.clone(), cfg);
+            let (ha, _) = establish(&mut p);
+            for _ in 0..5 {
+                p.a.write(p.now, ha, &[7u8; 500]).unwrap();
+                p.run_for(100_000);
+            }
+            p.events_a
+                .iter()
+                .filter(|e| matches!(e, Event::DelaySample(h, _) if *h == ha))
+                .count()
+        };
+        assert!(samples(true) >= 5);
+        assert_eq!(samples(false), 0);
     }
 
     #[test]

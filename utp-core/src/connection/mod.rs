@@ -82,6 +82,7 @@ pub struct ConnectionConfig {
     pub announce_on_connect: bool,
     pub reset_data_after_close: bool,
     pub idle_timeout_us: u64,
+    pub report_delay_samples: bool,
 }
 
 /// Current time and the output queues of the endpoint.
@@ -726,6 +727,10 @@ impl Connection {
                         Some(rtt) => d.min(rtt.min(u32::MAX as u64) as u32),
                         None => d,
                     });
+                if self.cfg.report_delay_samples && h.timestamp_diff_us != 0 {
+                    let sample = Event::DelaySample(self.handle, queuing.unwrap_or(0));
+                    io.events.push_back(sample);
+                }
                 let window_limited = self
                     .last_cwnd_limited_us
                     .is_some_and(|t| now.saturating_sub(t) < 1_000_000);
@@ -1083,6 +1088,7 @@ impl Connection {
         io.transmits.push_back(Transmit {
             destination: self.remote,
             contents,
+            connection: Some(self.handle),
         });
     }
 

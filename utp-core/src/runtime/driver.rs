@@ -742,6 +742,7 @@ impl Driver {
                 self.transmits.push_back(Transmit {
                     destination,
                     contents,
+                    connection: None,
                 });
             }
             Command::Shutdown => self.begin_shutdown(),
@@ -1048,6 +1049,8 @@ impl Driver {
                     self.to_wake.push(c.shared);
                 }
             }
+            // Not asked for: the runtime leaves report_delay_samples off.
+            Event::DelaySample(..) => {}
         }
     }
 
