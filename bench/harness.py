@@ -1310,8 +1310,10 @@ def write_markdown(res, path, cmd, plots):
                     md = lambda k: statistics.median(r[k] for r in rs)
                     L.append(f"| {link} | {IMPL_NAMES[impl]} | {len(rs)} | **{md('rtt_us_p50'):.1f}** | "
                              f"{md('rtt_us_p90'):.1f} | {md('rtt_us_p99'):.1f} | {md('rtt_us_max'):.1f} |")
-        L.append("\nThe Rust-API program uses the threaded runtime (user thread ↔ I/O thread hand-off on "
-                 "each message); the C programs run libutp's caller-driven event loop in one thread.\n")
+        L.append("\nThe Rust-API program uses the threaded runtime: a blocked reader waits briefly, "
+                 "then receives its datagrams itself, and a write leaves from the writer's thread. The C "
+                 "programs run libutp's caller-driven event loop in one thread and sleep in poll() between "
+                 "messages, so they pay the machine's wake-up latency, which varies from run to run.\n")
         L.append("![latency](bench/plots/latency.png)\n")
     sc = res.get("scale", [])
     if sc:
