@@ -213,7 +213,56 @@ pub struct EndpointStats {
     pub id_collisions: u64,
 }
 
-/// One UDP port's worth of uTP connections.
+/// One UDP port's worth of uTP connections, sans-IO: the caller carries
+/// datagrams and time; the endpoint never touches a socket or a clock.
+///
+/// Two endpoints wired together by hand, with a clock of our own:
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use utp_core::{Endpoint, EndpointConfig, Event};
+///
+/// let a_addr: SocketAddr = "10.0.0.1:1000".parse().unwrap();
+/// let b_addr: SocketAddr = "10.0.0.2:2000".parse().unwrap();
+/// let mut a = Endpoint::new(EndpointConfig::default(), 1); // seeds the ids
+/// let mut b = Endpoint::new(EndpointConfig::default(), 2);
+/// let mut now = 0u64; // µs
+/// let ha = a.connect(now, b_addr);
+/// let (mut got, mut sent) = (Vec::new(), false);
+/// for _ in 0..100 {
+///     now += 1_000;
+///     // What a UDP socket would do: each side's datagrams reach the other.
+///     while let Some(t) = a.poll_transmit() {
+///         b.handle_datagram(now, a_addr, &t.contents);
+///     }
+///     while let Some(t) = b.poll_transmit() {
+///         a.handle_datagram(now, b_addr, &t.contents);
+///     }
+///     // ACKs held back while a batch of datagrams came in, and timers.
+///     a.flush_acks(now);
+///     b.flush_acks(now);
+///     a.handle_timeout(now);
+///     b.handle_timeout(now);
+///     while let Some(ev) = a.poll_event() {
+///         if ev == Event::Connected(ha) && !sent {
+///             a.write(now, ha, b"hello, sans-IO").unwrap();
+///             sent = true;
+///         }
+///     }
+///     while let Some(ev) = b.poll_event() {
+///         if let Event::Readable(hb) = ev {
+///             let mut buf = [0u8; 64];
+///             let n = b.read(now, hb, &mut buf).unwrap();
+///             got.extend_from_slice(&buf[..n]);
+///         }
+///     }
+/// }
+/// assert_eq!(got, b"hello, sans-IO");
+/// ```
+///
+/// A real program sleeps until [`Endpoint::poll_timeout`] or the next
+/// datagram, whichever comes first; `runtime` does exactly that on its I/O
+/// thread.
 pub struct Endpoint {
     config: EndpointConfig,
     rng: ChaCha8Rng,
@@ -282,6 +331,7 @@ impl Endpoint {
         }
     }
 
+    /// The settings new connections take.
     pub fn config(&self) -> &EndpointConfig {
         &self.config
     }

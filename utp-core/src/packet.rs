@@ -33,10 +33,15 @@ pub const MAX_SACK_BITS: usize = MAX_SACK_LEN * 8;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum PacketType {
+    /// Data: carries payload and takes a sequence number.
     Data = 0,
+    /// Finish: the sender's last sequence number; no data follows.
     Fin = 1,
+    /// State: an acknowledgement without payload (no sequence number of its own).
     State = 2,
+    /// Reset: the connection is gone, end it at once.
     Reset = 3,
+    /// Synchronise: opens a connection.
     Syn = 4,
 }
 
@@ -58,23 +63,32 @@ impl PacketType {
 /// The 20-byte header, decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
+    /// What the packet is.
     pub packet_type: PacketType,
+    /// The receiver's connection id (the SYN carries the initiator's receive id).
     pub connection_id: u16,
+    /// The sender's clock when it sent the packet (µs, wrapping).
     pub timestamp_us: u32,
+    /// The sender's last measured one-way delay of our packets (µs): what LEDBAT runs on.
     pub timestamp_diff_us: u32,
+    /// Receive window the sender advertises (bytes).
     pub wnd_size: u32,
+    /// Sequence number of this packet (for STATE: of the next DATA).
     pub seq_nr: u16,
+    /// The last sequence number the sender received in order.
     pub ack_nr: u16,
 }
 
 /// A parsed datagram borrowing from the input buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Packet<'a> {
+    /// The fixed 20-byte header.
     pub header: Header,
     /// Selective-ACK bitmask bytes, if the chain carried one. Never empty;
     /// any length 1..=255 a peer sends is kept (we emit multiples of 4).
     /// Bit i (see [`sack_bit`]) acknowledges `ack_nr + 2 + i`.
     pub sack: Option<&'a [u8]>,
+    /// The bytes after the header and its extensions.
     pub payload: &'a [u8],
 }
 
@@ -82,7 +96,10 @@ pub struct Packet<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParseError {
     /// Fewer than 20 bytes.
-    TooShort { len: usize },
+    TooShort {
+        /// How many bytes there were.
+        len: usize,
+    },
     /// Version nibble is not 1.
     BadVersion(u8),
     /// Type nibble is 5 or more.

@@ -112,6 +112,7 @@ pub const SLOWDOWN_RTTS: u64 = 2;
 pub const SLOWDOWN_INTERVAL_FACTOR: u64 = 9;
 
 impl Ledbat {
+    /// A controller starting in slow start with the initial window (2 packets).
     pub fn new(cfg: CongestionConfig) -> Self {
         let mss = cfg.effective_mss();
         let max_window = cfg.effective_max_window();

@@ -36,6 +36,7 @@ pub struct Reno {
 }
 
 impl Reno {
+    /// A controller starting in slow start with the initial window (2 packets).
     pub fn new(cfg: CongestionConfig) -> Self {
         let mss = cfg.effective_mss();
         let max_window = cfg.effective_max_window();

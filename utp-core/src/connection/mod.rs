@@ -70,26 +70,40 @@ pub enum State {
 /// Per-connection settings, copied from the endpoint's configuration.
 #[derive(Clone, Debug)]
 pub struct ConnectionConfig {
+    /// Most bytes queued for sending that are not yet acknowledged.
     pub send_buffer: usize,
+    /// Receive buffer (bytes): bounds the window we advertise.
     pub recv_buffer: usize,
+    /// Largest datagram we send (bytes, header included).
     pub max_packet_size: usize,
+    /// LEDBAT's target queuing delay (µs).
     pub target_delay_us: u32,
+    /// Which congestion controller the connection runs.
     pub congestion: crate::congestion::CongestionKind,
+    /// After `close`, how long queued data may take to be acknowledged (µs).
     pub linger_us: u64,
+    /// Give up a connect after this long (µs).
     pub connect_timeout_us: u64,
+    /// libutp's close semantics; see [`crate::EndpointConfig::close_on_fin_acked`].
     pub close_on_fin_acked: bool,
     /// Send an empty DATA after the SYN-ACK if nothing is queued.
     pub announce_on_connect: bool,
+    /// Answer data arriving after `close` with RESET; see [`crate::EndpointConfig::reset_data_after_close`].
     pub reset_data_after_close: bool,
+    /// Fail with `TimedOut` after this long without a packet from the peer (µs; 0: never).
     pub idle_timeout_us: u64,
+    /// Emit [`Event::DelaySample`] on ACKs that carry a delay measurement.
     pub report_delay_samples: bool,
 }
 
 /// Current time and the output queues of the endpoint.
 #[derive(Debug)]
 pub struct Io<'a> {
+    /// The current time (µs, the endpoint's clock).
     pub now_us: u64,
+    /// Datagrams to send, in order.
     pub transmits: &'a mut VecDeque<Transmit>,
+    /// Events for the application, in order.
     pub events: &'a mut VecDeque<Event>,
 }
 

@@ -814,6 +814,7 @@ pub enum Wait {
 }
 
 impl Wait {
+    /// How a socket-style call waits: non-blocking mode wins, else until the timeout (`None`: forever).
     pub fn from_timeout(nonblocking: bool, timeout: Option<Duration>) -> Wait {
         if nonblocking {
             Wait::NonBlocking

@@ -82,6 +82,29 @@ fn each_addr<A: ToSocketAddrs, T>(
 
 /// One UDP port and its I/O thread: accepts incoming connections and makes
 /// outgoing ones from the same port. Cheap to clone (shared).
+///
+/// Two peers, each on one port, each both connecting and accepting (the
+/// BitTorrent pattern):
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use utp_core::runtime::UtpContext;
+///
+/// let a = UtpContext::bind("127.0.0.1:0")?;
+/// let b = UtpContext::bind("127.0.0.1:0")?;
+/// let b_addr = b.local_addr()?;
+/// let mut to_b = a.connect(b_addr)?;               // from a's own port
+/// to_b.write_all(b"ping")?;
+/// let (mut from_a, peer) = b.accept()?;
+/// assert_eq!(peer, a.local_addr()?);              // the same UDP port
+/// let mut buf = [0u8; 4];
+/// from_a.read_exact(&mut buf)?;
+/// assert_eq!(&buf, b"ping");
+/// from_a.write_all(b"pong")?;
+/// to_b.read_exact(&mut buf)?;
+/// assert_eq!(&buf, b"pong");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct UtpContext {
     handle: Arc<ContextHandle>,
@@ -106,6 +129,7 @@ impl UtpContext {
         })
     }
 
+    /// The local address of the context's UDP socket.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.handle.local_addr())
     }
@@ -167,6 +191,32 @@ impl UtpContext {
 }
 
 /// Accepts incoming connections (a [`UtpContext`] seen as a listener).
+///
+/// An echo server that serves each connection on a thread, and one client:
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::net::Shutdown;
+/// use utp_core::runtime::{UtpListener, UtpStream};
+///
+/// let listener = UtpListener::bind("127.0.0.1:0")?;
+/// let addr = listener.local_addr()?;
+/// let server = std::thread::spawn(move || -> std::io::Result<()> {
+///     let (mut conn, _peer) = listener.accept()?;
+///     let mut buf = Vec::new();
+///     conn.read_to_end(&mut buf)?;                  // until the client's FIN
+///     conn.write_all(&buf)?;
+///     conn.close()                                   // waits for the ACK
+/// });
+/// let mut client = UtpStream::connect(addr)?;
+/// client.write_all(b"echo me")?;
+/// client.shutdown(Shutdown::Write)?;
+/// let mut back = String::new();
+/// client.read_to_string(&mut back)?;
+/// assert_eq!(back, "echo me");
+/// server.join().unwrap()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct UtpListener {
     ctx: UtpContext,
@@ -179,6 +229,7 @@ impl UtpListener {
         Ok(UtpContext::bind(addr)?.listener())
     }
 
+    /// The local address of the listener's UDP socket (its context's).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.ctx.local_addr()
     }
@@ -193,6 +244,7 @@ impl UtpListener {
         self.ctx.accept()
     }
 
+    /// Like [`UtpListener::accept`], giving up with `TimedOut` after `timeout`.
     pub fn accept_timeout(&self, timeout: Duration) -> io::Result<(UtpStream, SocketAddr)> {
         self.ctx.accept_timeout(timeout)
     }
@@ -202,6 +254,7 @@ impl UtpListener {
         Incoming { listener: self }
     }
 
+    /// In non-blocking mode `accept` returns `WouldBlock` when no connection is queued.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         *self.nonblocking.lock() = nonblocking;
         Ok(())
@@ -246,7 +299,30 @@ struct StreamInner {
 
 /// A uTP connection: a reliable, ordered byte stream. Dropping the last
 /// clone closes it gracefully in the background (queued data is still
-/// delivered, bounded by the linger time).
+/// delivered, bounded by the linger time); [`UtpStream::close`] waits for
+/// that and reports the outcome.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::time::Duration;
+/// use utp_core::runtime::{UtpListener, UtpStream};
+///
+/// let listener = UtpListener::bind("127.0.0.1:0")?;
+/// let addr = listener.local_addr()?;
+/// let sender = std::thread::spawn(move || -> std::io::Result<()> {
+///     let mut s = UtpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+///     s.write_all(&[7u8; 100_000])?;
+///     s.close()                  // Ok once the peer acknowledged every byte
+/// });
+/// let (mut conn, _) = listener.accept()?;
+/// conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+/// let mut got = Vec::new();
+/// conn.read_to_end(&mut got)?;
+/// assert_eq!(got.len(), 100_000);
+/// assert!(got.iter().all(|&b| b == 7));
+/// sender.join().unwrap()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct UtpStream {
     inner: Arc<StreamInner>,
@@ -284,10 +360,12 @@ impl UtpStream {
         Self::private_context(addr)?.connect_timeout(addr, timeout)
     }
 
+    /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.inner.handle.peer_addr())
     }
 
+    /// The local address the kernel uses for this peer (as `TcpStream::local_addr`), not the wildcard the context is bound to.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.inner.handle.local_addr())
     }
@@ -322,6 +400,7 @@ impl UtpStream {
         Ok(())
     }
 
+    /// The read timeout set by [`UtpStream::set_read_timeout`].
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
         Ok(self.inner.opts.lock().read_timeout)
     }
@@ -333,6 +412,7 @@ impl UtpStream {
         Ok(())
     }
 
+    /// The write timeout set by [`UtpStream::set_write_timeout`].
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
         Ok(self.inner.opts.lock().write_timeout)
     }
@@ -394,10 +474,12 @@ impl UtpStream {
         self.inner.handle.set_readiness_callback(cb);
     }
 
+    /// What the stream is ready for right now, without waiting.
     pub fn readiness(&self) -> Readiness {
         self.inner.handle.readiness()
     }
 
+    /// The connection's error, if it failed, taken once (as `TcpStream::take_error`).
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         Ok(self.inner.handle.take_error())
     }

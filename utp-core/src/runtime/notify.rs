@@ -13,6 +13,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
 #[derive(Debug)]
+/// An eventfd that polls readable while its handle is ready for what was asked; see the module docs.
 pub struct Notifier {
     fd: OwnedFd,
     /// The eventfd counter is non-zero (the descriptor polls readable).

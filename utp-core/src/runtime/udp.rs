@@ -72,9 +72,19 @@ pub enum IcmpKind {
     PortUnreachable,
     /// The datagram was too big for the path; `mtu` is the next hop's MTU
     /// (0 when unknown).
-    FragNeeded { mtu: u32 },
+    FragNeeded {
+        /// The next hop's MTU (0 when unknown).
+        mtu: u32,
+    },
     /// Anything else (host/net unreachable, ...).
-    Other { origin: u8, icmp_type: u8, code: u8 },
+    Other {
+        /// Who reported it (`SO_EE_ORIGIN_*`).
+        origin: u8,
+        /// The ICMP type.
+        icmp_type: u8,
+        /// The ICMP code.
+        code: u8,
+    },
 }
 
 /// One entry read from the socket's error queue.
@@ -82,18 +92,22 @@ pub enum IcmpKind {
 pub struct IcmpError {
     /// Where the offending datagram was going.
     pub destination: SocketAddr,
+    /// What kind of error it is.
     pub kind: IcmpKind,
     /// The errno the kernel attached (`ECONNREFUSED`, `EMSGSIZE`, ...).
     pub errno: i32,
     /// The start of the offending datagram (a uTP header names the
     /// connection id), `original_len` bytes of it.
     pub original: [u8; 32],
+    /// How many bytes of `original` are valid.
     pub original_len: usize,
 }
 
 /// Something `sendmmsg` can send.
 pub trait Datagram {
+    /// Where it goes.
     fn destination(&self) -> SocketAddr;
+    /// The UDP payload.
     fn payload(&self) -> &[u8];
 }
 
@@ -360,6 +374,7 @@ impl UdpSocket {
         }
     }
 
+    /// The address the socket is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
@@ -752,6 +767,7 @@ impl RecvBatch {
         self.len
     }
 
+    /// No datagrams in the batch.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -832,6 +848,7 @@ impl Default for SendBatch {
 }
 
 impl SendBatch {
+    /// An empty batch with room for the largest `sendmmsg` the runtime makes.
     pub fn new() -> SendBatch {
         // SAFETY: these are plain C structs; all-zero is a valid value.
         let zero_addr: libc::sockaddr_storage = unsafe { mem::zeroed() };

@@ -11,12 +11,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug)]
+/// The I/O thread's wake-up eventfd; see the module docs.
 pub struct Waker {
     fd: OwnedFd,
     pending: AtomicBool,
 }
 
 impl Waker {
+    /// A fresh eventfd (non-blocking, close-on-exec).
     pub fn new() -> io::Result<Waker> {
         // SAFETY: plain syscall.
         let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
