@@ -109,6 +109,13 @@ pub struct EndpointConfig {
     pub accept_incoming: bool,
     /// Upper bound on connections still in the handshake (SYN received, no data yet).
     pub max_half_open: usize,
+    /// At `max_half_open`, a new SYN evicts the oldest half-open connection
+    /// (its application hears `ConnectionReset`) instead of being refused,
+    /// like a SYN cache: under a flood of forged SYNs a real peer, whose
+    /// first packet after our SYN-ACK comes within a round trip, still gets
+    /// in. On by default; the libutp-compatible C ABI turns it off (libutp
+    /// ignores SYNs when full).
+    pub evict_half_open: bool,
     /// Upper bound on connections in total.
     pub max_connections: usize,
     /// How long `close` waits for queued data before giving up (µs).
@@ -159,6 +166,7 @@ impl Default for EndpointConfig {
             max_packet_size: 1420,
             accept_incoming: true,
             max_half_open: 1024,
+            evict_half_open: true,
             max_connections: 65536,
             linger_us: 30_000_000,
             connect_timeout_us: 21_000_000,
@@ -211,6 +219,8 @@ pub struct EndpointStats {
     pub syns_refused: u64,
     /// SYNs whose connection id collided with an unrelated connection.
     pub id_collisions: u64,
+    /// Half-open connections evicted to make room for a newer SYN.
+    pub half_open_evicted: u64,
 }
 
 /// One UDP port's worth of uTP connections, sans-IO: the caller carries
@@ -275,6 +285,9 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     half_open: usize,
+    /// Half-open connections, oldest first (may hold handles that since
+    /// completed or died: skipped when met).
+    half_open_order: VecDeque<usize>,
     accept_filter: Option<AcceptFilter>,
     /// RESETs sent lately, by (peer, connection id, seq): when. Each key
     /// is answered once per `RESET_MEMORY_US`.
@@ -322,6 +335,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             half_open: 0,
+            half_open_order: VecDeque::new(),
             accept_filter: None,
             reset_records: HashMap::new(),
             reset_order: VecDeque::new(),
@@ -503,9 +517,12 @@ impl Endpoint {
             }
             return;
         }
-        if !self.config.accept_incoming
-            || self.half_open >= self.config.max_half_open
-            || self.conns.len() >= self.config.max_connections
+        if !self.config.accept_incoming || self.conns.len() >= self.config.max_connections {
+            self.stats.syns_refused += 1;
+            return;
+        }
+        if self.half_open >= self.config.max_half_open
+            && !(self.config.evict_half_open && self.evict_oldest_half_open(now_us))
         {
             self.stats.syns_refused += 1;
             return;
@@ -537,6 +554,76 @@ impl Endpoint {
             },
         );
         self.after(h);
+        self.note_half_open(h);
+    }
+
+    /// Remember `h` as the newest half-open connection. Handles that left
+    /// the handshake are dropped from the front as they are met, and the
+    /// whole list is swept when it grows past a few times the cap, so it
+    /// stays within a constant factor of `max_half_open`.
+    fn note_half_open(&mut self, h: usize) {
+        self.half_open_order.push_back(h);
+        let live = |conns: &HashMap<usize, Entry>, h: &usize| {
+            conns
+                .get(h)
+                .is_some_and(|e| e.conn.state() == State::SynRecv)
+        };
+        while let Some(front) = self.half_open_order.front() {
+            if live(&self.conns, front) {
+                break;
+            }
+            self.half_open_order.pop_front();
+        }
+        if self.half_open_order.len() > 4 * self.config.max_half_open.max(16) {
+            let conns = &self.conns;
+            self.half_open_order.retain(|h| live(conns, h));
+        }
+    }
+
+    /// Fail the oldest half-open connection to make room for a new SYN.
+    /// False if there was none.
+    fn evict_oldest_half_open(&mut self, now_us: u64) -> bool {
+        while let Some(h) = self.half_open_order.pop_front() {
+            let half_open = self
+                .conns
+                .get(&h)
+                .is_some_and(|e| e.conn.state() == State::SynRecv);
+            if half_open {
+                self.stats.half_open_evicted += 1;
+                self.with_conn(h, now_us, |c, io| c.evict(io));
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Forget connection `h` at once, sending nothing (no RESET: under a
+    /// SYN flood it would go to a forged address); `Closed` follows. For a
+    /// front end that drops a connection nobody accepted.
+    pub fn discard(&mut self, now_us: u64, h: ConnectionHandle) {
+        if self.conns.contains_key(&h.0) {
+            self.with_conn(h.0, now_us, |c, io| c.discard(io));
+        }
+    }
+
+    /// Forget every connection the application closed while it was still in
+    /// the handshake without having written to it: the peer never answered
+    /// and there is nothing to deliver (for a front end shutting down).
+    pub fn discard_closed_half_open(&mut self, now_us: u64) {
+        let closed: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, e)| {
+                e.conn.state() == State::SynRecv
+                    && e.conn.app_closed()
+                    && e.conn.send.unsent_bytes() == 0
+                    && e.conn.send.bytes_in_flight() == 0
+            })
+            .map(|(h, _)| *h)
+            .collect();
+        for h in closed {
+            self.with_conn(h, now_us, |c, io| c.discard(io));
+        }
     }
 
     /// Answer a packet for an unknown connection with RESET, rate-limited.
@@ -682,6 +769,16 @@ impl Endpoint {
             let key = (entry.conn.remote, entry.conn.recv_id);
             if self.by_key.get(&key) == Some(&h) {
                 self.by_key.remove(&key);
+            }
+            // Entries of connections that are gone wait in the heap for
+            // their deadline; when connections come and go fast (a SYN
+            // flood) sweep them, so the heap stays a few entries per
+            // connection (amortised constant time).
+            if self.timers.len() > 4 * self.conns.len() + 1024 {
+                let conns = &self.conns;
+                self.timers.retain(|Reverse((t, h))| {
+                    conns.get(h).is_some_and(|e| e.scheduled == Some(*t))
+                });
             }
             return;
         }
@@ -1381,8 +1478,10 @@ mod tests {
 
     #[test]
     fn half_open_connections_are_capped_and_duplicate_syn_is_answered() {
+        // libutp's way (the C ABI): at the cap, new SYNs are refused.
         let cfg = EndpointConfig {
             max_half_open: 8,
+            evict_half_open: false,
             ..EndpointConfig::default()
         };
         let mut e = Endpoint::new(cfg, 9);
@@ -1622,6 +1721,96 @@ mod tests {
         };
         assert!(samples(true) >= 5);
         assert_eq!(samples(false), 0);
+    }
+
+    #[test]
+    fn a_real_peer_connects_through_a_flood_of_forged_syns() {
+        // 100,000 forged SYNs per second from random addresses for 3 s
+        // (simulated time); a real peer connects at 1 s. Before half-open
+        // eviction, the forged SYNs held every slot for the connect timeout
+        // and the real SYN was refused.
+        use rand::{Rng, SeedableRng};
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let syn = |id: u16, seq: u16| {
+            let mut v = Vec::new();
+            Header {
+                packet_type: PacketType::Syn,
+                connection_id: id,
+                timestamp_us: 1,
+                timestamp_diff_us: 0,
+                wnd_size: 65535,
+                seq_nr: seq,
+                ack_nr: 0,
+            }
+            .encode(None, &[], &mut v);
+            v
+        };
+        let a_addr: SocketAddr = A.parse().unwrap();
+        let b_addr: SocketAddr = B.parse().unwrap();
+        let mut a = Endpoint::new(EndpointConfig::default(), 1);
+        let mut b = Endpoint::new(EndpointConfig::default(), 2);
+        // One-way delay 2 ms: the real peer's answer comes 4 ms after our
+        // SYN-ACK, while 100 forged SYNs arrive every ms.
+        let delay = 2_000u64;
+        let mut wire: VecDeque<(u64, bool, Vec<u8>)> = VecDeque::new(); // (arrival, to_b, bytes)
+        let (mut ha, mut connected_after) = (None, None);
+        let (mut max_conns, mut max_timers) = (0, 0);
+        for ms in 0..3_000u64 {
+            let now = ms * 1_000;
+            for _ in 0..100 {
+                let from = SocketAddr::from((rng.gen::<[u8; 4]>(), rng.gen::<u16>()));
+                b.handle_datagram(now, from, &syn(rng.gen(), rng.gen()));
+            }
+            if ms == 1_000 {
+                ha = Some(a.connect(now, b_addr));
+            }
+            while wire.front().is_some_and(|d| d.0 <= now) {
+                let (_, to_b, bytes) = wire.pop_front().unwrap();
+                if to_b {
+                    b.handle_datagram(now, a_addr, &bytes);
+                } else {
+                    a.handle_datagram(now, b_addr, &bytes);
+                }
+            }
+            for e in [&mut a, &mut b] {
+                e.flush_acks(now);
+                e.handle_timeout(now);
+            }
+            while let Some(t) = a.poll_transmit() {
+                wire.push_back((now + delay, true, t.contents));
+            }
+            // Forged addresses never answer: their SYN-ACKs go nowhere.
+            while let Some(t) = b.poll_transmit() {
+                if t.destination == a_addr {
+                    wire.push_back((now + delay, false, t.contents));
+                }
+            }
+            while let Some(ev) = a.poll_event() {
+                if Some(ev) == ha.map(Event::Connected) && connected_after.is_none() {
+                    connected_after = Some(ms - 1_000);
+                }
+            }
+            // The application closes what failed (evicted, timed out).
+            while let Some(ev) = b.poll_event() {
+                if let Event::Error(h, _) = ev {
+                    b.close(now, h);
+                }
+            }
+            max_conns = max_conns.max(b.connection_count());
+            max_timers = max_timers.max(b.timer_entries());
+        }
+        let p_b_stats = b.endpoint_stats().clone();
+        let after = connected_after.expect("the real peer connected");
+        assert!(after <= 1_000, "connected {after} ms after its SYN");
+        assert!(p_b_stats.half_open_evicted > 250_000, "{p_b_stats:?}");
+        // Bounded: the half-open cap (plus failed ones the application is
+        // about to close), and timers for a few per connection.
+        let cap = EndpointConfig::default().max_half_open;
+        assert!(max_conns <= cap + 2, "{max_conns} connections");
+        assert!(
+            max_timers <= 4 * (cap + 2) + 1024,
+            "{max_timers} timer entries"
+        );
     }
 
     #[test]

@@ -173,6 +173,8 @@ impl Context {
             max_packet_size: mtu,
             // libutp ignores SYNs once it holds more than 3000 sockets.
             max_connections: 3001,
+            // ... and never drops a half-open socket for a newer SYN.
+            evict_half_open: false,
             // libutp's close: a closed socket is destroyed once its FIN is
             // acknowledged; a later FIN from the peer is answered with RESET
             // (the peer sees ON_ERROR(ECONNRESET), contract 8.5).

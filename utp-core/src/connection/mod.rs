@@ -499,6 +499,21 @@ impl Connection {
         }
     }
 
+    /// Evicted from the handshake to make room (SYN flood): the application,
+    /// if it holds the connection, sees `ConnectionReset`; nothing is sent.
+    pub(crate) fn evict(&mut self, io: &mut Io<'_>) {
+        self.fail(io, ConnectionError::Reset);
+    }
+
+    /// Forget the connection at once without telling the peer; `Closed` follows.
+    pub(crate) fn discard(&mut self, io: &mut Io<'_>) {
+        self.app_closed = true;
+        if !matches!(self.state, State::Dead | State::TimeWait) {
+            self.state = State::Failed(ConnectionError::Reset);
+        }
+        self.finish(io);
+    }
+
     /// Abortive close: tell the peer with a RESET and forget the connection
     /// (used to refuse an accepted connection, or like `SO_LINGER` 0).
     pub(crate) fn abort(&mut self, io: &mut Io<'_>) {

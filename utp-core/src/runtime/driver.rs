@@ -29,6 +29,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, TryRecvError};
 use parking_lot::Mutex;
 
+use crate::connection::State;
 use crate::endpoint::{ConnectionHandle, DatagramKind, Endpoint, Event, StreamError, Transmit};
 use crate::stats::ConnectionStats;
 
@@ -765,9 +766,21 @@ impl Driver {
         let now = self.now();
         let linger = self.shared.config.endpoint.linger_us;
         self.exit_deadline = Some(now.saturating_add(linger).saturating_add(1_000_000));
-        // Connections nobody accepted: close them.
+        // Connections nobody accepted: close them; those still in the
+        // handshake (the peer never proved its address) are dropped at once
+        // instead of lingering for a reply that may never come.
         let queued: Vec<_> = self.shared.accept.lock().queue.drain(..).collect();
         for conn in queued {
+            if let Some(h) = self.lookup(&conn) {
+                let half_open = self
+                    .endpoint
+                    .connection(h)
+                    .is_some_and(|c| c.state() == State::SynRecv);
+                if half_open {
+                    self.endpoint.discard(now, h);
+                    continue;
+                }
+            }
             {
                 let mut st = conn.state.lock();
                 st.user_closed = true;
@@ -777,6 +790,9 @@ impl Driver {
                 self.service(h);
             }
         }
+        // Closed connections still in the handshake: nothing was sent on
+        // them and the peer never answered; do not wait for them.
+        self.endpoint.discard_closed_half_open(now);
     }
 
     fn expire_closing(&mut self, now: u64) {
@@ -998,6 +1014,22 @@ impl Driver {
                 conn.engine.store(h.0, Ordering::SeqCst);
                 let accepted = !self.shutting_down && {
                     let mut acc = self.shared.accept.lock();
+                    if acc.queue.len() >= acc.backlog {
+                        // Full: make room by dropping the oldest queued
+                        // connection that is still in the handshake or has
+                        // failed, so forged SYNs cannot hold the backlog.
+                        let stale = acc.queue.iter().position(|c| {
+                            let h = ConnectionHandle(c.engine.load(Ordering::SeqCst));
+                            self.endpoint.connection(h).is_none_or(|x| {
+                                matches!(x.state(), State::SynRecv | State::Failed(_))
+                            })
+                        });
+                        if let Some(i) = stale {
+                            let old = acc.queue.remove(i).expect("index in range");
+                            let h = ConnectionHandle(old.engine.load(Ordering::SeqCst));
+                            self.endpoint.discard(now, h);
+                        }
+                    }
                     if acc.queue.len() < acc.backlog {
                         acc.queue.push_back(conn.clone());
                         true
