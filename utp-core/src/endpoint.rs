@@ -1814,6 +1814,50 @@ mod tests {
     }
 
     #[test]
+    fn absurd_settings_saturate_instead_of_wrapping() {
+        // Timeouts near u64::MAX once wrapped (a linger that expired at
+        // once, a connect that timed out at once) and a 4 GiB receive
+        // buffer advertised a window of 0 (4 GiB as u32), which stalled
+        // the transfer for good.
+        let cfg = EndpointConfig {
+            recv_buffer: 4 << 30,
+            linger_us: u64::MAX,
+            connect_timeout_us: u64::MAX,
+            idle_timeout_us: u64::MAX,
+            ..EndpointConfig::default()
+        };
+        let mut p = pair_with(cfg.clone(), cfg);
+        let (ha, hb) = establish(&mut p);
+        assert_eq!(p.a.stats(ha).unwrap().peer_window, u32::MAX as u64);
+        let data = vec![9u8; 300_000];
+        let mut off = 0;
+        while off < data.len() {
+            off += p.a.write(p.now, ha, &data[off..]).unwrap_or(0);
+            p.run_for(10_000);
+        }
+        p.a.close(p.now, ha);
+        p.run_for(2_000_000);
+        let mut got = 0;
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n) = p.b.read(p.now, hb, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        assert_eq!(got, data.len());
+        assert!(
+            p.a.fin_acked(ha),
+            "the close lingers until the FIN is acknowledged"
+        );
+        assert!(
+            !p.events_a.iter().any(|e| matches!(e, Event::Error(..))),
+            "{:?}",
+            p.events_a
+        );
+    }
+
+    #[test]
     fn application_buffered_bytes_shrink_the_advertised_window() {
         let mut p = Pair::new();
         let (ha, hb) = establish(&mut p);

@@ -380,7 +380,8 @@ impl Connection {
             State::Failed(_) => return None,
             State::SynSent | State::SynRecv => {
                 consider(Some(
-                    self.handshake_started_us + self.cfg.connect_timeout_us,
+                    self.handshake_started_us
+                        .saturating_add(self.cfg.connect_timeout_us),
                 ));
             }
             State::Connected => {
@@ -491,7 +492,7 @@ impl Connection {
                 if !self.send.fin_queued() {
                     self.send.queue_fin();
                 }
-                self.linger_deadline = Some(io.now_us + self.cfg.linger_us);
+                self.linger_deadline = Some(io.now_us.saturating_add(self.cfg.linger_us));
                 self.flush(io);
                 self.check_finished(io);
             }
@@ -922,7 +923,11 @@ impl Connection {
                 return;
             }
             State::SynSent | State::SynRecv => {
-                if now >= self.handshake_started_us + self.cfg.connect_timeout_us {
+                if now
+                    >= self
+                        .handshake_started_us
+                        .saturating_add(self.cfg.connect_timeout_us)
+                {
                     self.fail(io, ConnectionError::TimedOut);
                     return;
                 }
@@ -970,7 +975,7 @@ impl Connection {
     /// every [`KEEPALIVE_US`]; silence past the idle timeout means it is gone.
     fn idle_deadline(&self) -> Option<u64> {
         (self.cfg.idle_timeout_us > 0 && !self.recv.eof_reached())
-            .then(|| self.last_recv_us + self.cfg.idle_timeout_us)
+            .then(|| self.last_recv_us.saturating_add(self.cfg.idle_timeout_us))
     }
 
     fn on_rto(&mut self, io: &mut Io<'_>) {
@@ -1071,7 +1076,8 @@ impl Connection {
             },
             timestamp_us: now as u32,
             timestamp_diff_us: reply_micro,
-            wnd_size: wnd as u32,
+            // A receive buffer of 4 GiB or more advertises the most the field holds.
+            wnd_size: wnd.min(u32::MAX as usize) as u32,
             seq_nr: p.seq.0,
             ack_nr: ack_nr.0,
         };
@@ -1098,7 +1104,8 @@ impl Connection {
             connection_id: self.send_id,
             timestamp_us: io.now_us as u32,
             timestamp_diff_us: self.reply_micro,
-            wnd_size: wnd as u32,
+            // A receive buffer of 4 GiB or more advertises the most the field holds.
+            wnd_size: wnd.min(u32::MAX as usize) as u32,
             seq_nr: self.send.next_seq().0,
             ack_nr: self.recv.ack_nr().0,
         };
