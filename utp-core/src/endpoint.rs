@@ -70,6 +70,9 @@ pub enum Event {
     /// The connection is finished and its handle is no longer valid
     /// (after `close`, once the close handshake or linger ended).
     Closed(ConnectionHandle),
+    /// An incoming connection's peer answered our SYN-ACK (its first DATA
+    /// or FIN): its address is proven, the handshake is complete.
+    Established(ConnectionHandle),
     /// An ACK of new data brought a one-way delay measurement: our current
     /// queuing delay estimate in µs (at most the round trip), the value
     /// LEDBAT acts on. Only with [`EndpointConfig::report_delay_samples`]
@@ -165,7 +168,9 @@ impl Default for EndpointConfig {
             congestion: CongestionKind::Ledbat,
             max_packet_size: 1420,
             accept_incoming: true,
-            max_half_open: 1024,
+            // ~2 KB each: 9 MB at most; at 100,000 forged SYNs/s a real
+            // peer has 40 ms to answer our SYN-ACK before eviction.
+            max_half_open: 4096,
             evict_half_open: true,
             max_connections: 65536,
             linger_us: 30_000_000,

@@ -308,6 +308,7 @@ impl Context {
             | Event::Eof(h)
             | Event::Error(h, _)
             | Event::Closed(h)
+            | Event::Established(h)
             | Event::DelaySample(h, _) => h,
         };
         let Some(s) = self.socket_of(h) else {
@@ -354,6 +355,8 @@ impl Context {
             Event::Closed(_) => {
                 s.engine_closed.set(true);
             }
+            // libutp announced the socket at its SYN already.
+            Event::Established(_) => {}
             Event::DelaySample(_, us) => {
                 let ms = (us / 1000) as std::os::raw::c_int;
                 self.invoke(UTP_ON_DELAY_SAMPLE, Some(s), |a| a.u1.sample_ms = ms);

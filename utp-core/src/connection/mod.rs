@@ -45,6 +45,10 @@ pub const MAX_PACKETS_IN_FLIGHT: usize = 1000;
 pub const DUP_ACK_THRESHOLD: u32 = 3;
 /// Shortest tail-loss probe timeout (the probe fires after 2·SRTT of silence).
 pub const TLP_MIN_US: u64 = 10_000;
+/// Tail-loss probes in a row (each after twice the previous wait) before the
+/// retransmission timer has to recover: with one, a probe or its ACK lost
+/// (one time in five at 10 % loss each way) cost a whole RTO (≥ 500 ms).
+pub const MAX_TLP_PROBES: u32 = 3;
 /// Longest interval between zero-window probes.
 pub const MAX_PROBE_INTERVAL_US: u64 = 30_000_000;
 /// How long a closed connection lingers to re-acknowledge a retransmitted FIN.
@@ -152,7 +156,8 @@ pub struct Connection {
     /// Tail-loss probe timer (about two RTTs without any ACK), and whether
     /// this flight was already probed.
     tlp_deadline: Option<u64>,
-    tlp_sent: bool,
+    /// Tail-loss probes sent since the last ACK of new data.
+    tlp_probes: u32,
     /// Probes sent into the current closed window (the interval doubles).
     probes: u32,
     /// Last time anything was sent (keep-alive) or received.
@@ -232,7 +237,7 @@ impl Connection {
             handshake_started_us: now_us,
             probe_deadline: None,
             tlp_deadline: None,
-            tlp_sent: false,
+            tlp_probes: 0,
             probes: 0,
             last_send_us: now_us,
             last_recv_us: now_us,
@@ -700,6 +705,7 @@ impl Connection {
                 if matches!(h.packet_type, PacketType::Data | PacketType::Fin) {
                     self.state = State::Connected;
                     self.consecutive_timeouts = 0;
+                    io.events.push_back(Event::Established(self.handle));
                 } else {
                     // Only acknowledgement bookkeeping while waiting for the first DATA.
                     return;
@@ -742,8 +748,11 @@ impl Connection {
 
         if acked.packets > 0 {
             self.consecutive_timeouts = 0;
-            self.tlp_sent = false;
+            self.tlp_probes = 0;
             self.tlp_deadline = None;
+            // Karn: the backoff ends with a clean RTT sample. (Ending it on
+            // any progress, as libutp does, makes a path whose RTT grew past
+            // the RTO time out again and again without learning the RTT.)
             if acked.min_rtt_us.is_some() {
                 self.rto_backoff = 0;
             }
@@ -946,8 +955,8 @@ impl Connection {
         }
         if self.tlp_deadline.is_some_and(|d| now >= d) {
             self.tlp_deadline = None;
-            if !self.tlp_sent && self.send.probe_oldest() {
-                self.tlp_sent = true;
+            if self.tlp_probes < MAX_TLP_PROBES && self.send.probe_oldest() {
+                self.tlp_probes += 1;
             }
         }
         if self.rto_deadline.is_some_and(|d| now >= d) {
@@ -1039,9 +1048,12 @@ impl Connection {
         }
         if self.send.packets_in_flight() == 0 {
             self.tlp_deadline = None;
-        } else if self.tlp_deadline.is_none() && !self.tlp_sent && self.state == State::Connected {
+        } else if self.tlp_deadline.is_none()
+            && self.tlp_probes < MAX_TLP_PROBES
+            && self.state == State::Connected
+        {
             if let Some(srtt) = self.rtt.srtt_us() {
-                let pto = (2 * srtt).max(TLP_MIN_US);
+                let pto = (2 * srtt).max(TLP_MIN_US) << self.tlp_probes;
                 if self.rto_deadline.is_none_or(|r| io.now_us + pto < r) {
                     self.tlp_deadline = Some(io.now_us + pto);
                 }

@@ -496,7 +496,9 @@ impl SendBuffer {
         };
         let p = &mut self.packets[idx];
         if p.need_resend {
-            return false;
+            // Already known lost but held back by the window: push it out.
+            self.force_resend = true;
+            return true;
         }
         p.need_resend = true;
         p.timeout_resend = false;

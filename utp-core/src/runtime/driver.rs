@@ -208,6 +208,9 @@ struct IoConn {
     wake_queued: bool,
     /// When the statistics snapshot was last refreshed (µs).
     stats_at: Option<u64>,
+    /// An incoming connection held out of the full accept queue until its
+    /// peer proves its address (`Established`).
+    unqueued: bool,
 }
 
 impl IoConn {
@@ -220,6 +223,7 @@ impl IoConn {
             eof_event: false,
             wake_queued: false,
             stats_at: None,
+            unqueued: false,
         }
     }
 }
@@ -392,6 +396,14 @@ pub(crate) fn receive_until(
         park: false,
     };
     let small = || conn.state.lock().recv.len() <= PARK_MAX_BUFFERED;
+    // The ACKs our last batch left for a reply to carry: the reader is back
+    // without having written one, so send them now. (Held back, they left
+    // a sender with a full window waiting for its retransmission timer.)
+    with_driver(shared, |d| {
+        let now = d.now();
+        d.endpoint.flush_acks(now);
+        d.flush_transmits();
+    });
     loop {
         let wait_us = match deadline {
             Some(d) => {
@@ -602,13 +614,18 @@ impl Driver {
         // and send the ACKs it left for a reply.
         if self.shared.udp_poller.load(Ordering::Acquire) == POLLER_PARKED
             && now >= self.shared.park_deadline.load(Ordering::Acquire)
+            && self
+                .shared
+                .udp_poller
+                .compare_exchange(
+                    POLLER_PARKED,
+                    POLLER_FREE,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
         {
-            let _ = self.shared.udp_poller.compare_exchange(
-                POLLER_PARKED,
-                POLLER_FREE,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
+            self.endpoint.flush_acks(now);
         }
         self.endpoint.flush_acks(now);
 
@@ -791,8 +808,19 @@ impl Driver {
             }
         }
         // Closed connections still in the handshake: nothing was sent on
-        // them and the peer never answered; do not wait for them.
+        // them and the peer never answered; do not wait for them. Nor for
+        // those held out of the accept queue.
         self.endpoint.discard_closed_half_open(now);
+        let unqueued: Vec<ConnectionHandle> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.unqueued)
+            .map(|(h, _)| *h)
+            .collect();
+        for h in unqueued {
+            self.conns.remove(&h);
+            self.endpoint.discard(now, h);
+        }
     }
 
     fn expire_closing(&mut self, now: u64) {
@@ -888,8 +916,14 @@ impl Driver {
         // Receive path: only while the handle has room (backpressure).
         if !ioc.engine_closed && !st.eof && st.phase == Phase::Connected {
             let discard = st.read_shut || st.user_closed;
+            // A failed connection receives nothing more: take what the engine
+            // still holds at once (at most its receive buffer), so a reader
+            // gets every byte that arrived, and the end of stream if the
+            // peer's FIN came, before the error (a peer that vanished right
+            // after its FIN was acknowledged answers with RESET or ICMP).
+            let failed = st.error.is_some();
             loop {
-                let room = if discard {
+                let room = if discard || failed {
                     self.scratch.len()
                 } else {
                     st.recv_cap
@@ -1012,38 +1046,36 @@ impl Driver {
                     .unwrap_or_else(|| self.shared.local_addr);
                 let conn = ConnShared::new(peer, Phase::Connected, &self.shared.config);
                 conn.engine.store(h.0, Ordering::SeqCst);
-                let accepted = !self.shutting_down && {
-                    let mut acc = self.shared.accept.lock();
-                    if acc.queue.len() >= acc.backlog {
-                        // Full: make room by dropping the oldest queued
-                        // connection that is still in the handshake or has
-                        // failed, so forged SYNs cannot hold the backlog.
-                        let stale = acc.queue.iter().position(|c| {
-                            let h = ConnectionHandle(c.engine.load(Ordering::SeqCst));
-                            self.endpoint.connection(h).is_none_or(|x| {
-                                matches!(x.state(), State::SynRecv | State::Failed(_))
-                            })
-                        });
-                        if let Some(i) = stale {
-                            let old = acc.queue.remove(i).expect("index in range");
-                            let h = ConnectionHandle(old.engine.load(Ordering::SeqCst));
-                            self.endpoint.discard(now, h);
-                        }
-                    }
-                    if acc.queue.len() < acc.backlog {
-                        acc.queue.push_back(conn.clone());
-                        true
-                    } else {
-                        false
-                    }
-                };
-                if accepted {
-                    *conn.stats.lock() = self.endpoint.stats(h);
-                    self.conns.insert(h, IoConn::new(conn));
+                if self.shutting_down {
+                    self.endpoint.reset(now, h);
+                    return;
+                }
+                *conn.stats.lock() = self.endpoint.stats(h);
+                let mut ioc = IoConn::new(conn.clone());
+                // A full queue first drops what can never be accepted;
+                // still full, the newcomer waits outside until its peer
+                // proves its address, so forged SYNs cannot take the places
+                // of real peers.
+                if self.make_room_in_accept_queue(now, false) {
+                    self.shared.accept.lock().queue.push_back(conn);
                     self.wake_listener = true;
                 } else {
-                    // Backlog full or shutting down: refuse with a RESET.
-                    self.endpoint.reset(now, h);
+                    ioc.unqueued = true;
+                }
+                self.conns.insert(h, ioc);
+            }
+            Event::Established(h) => {
+                if self.conns.get(&h).is_some_and(|c| c.unqueued) {
+                    if self.make_room_in_accept_queue(now, true) {
+                        let c = self.conns.get_mut(&h).expect("checked");
+                        c.unqueued = false;
+                        self.shared.accept.lock().queue.push_back(c.shared.clone());
+                        self.wake_listener = true;
+                    } else {
+                        // The backlog is full of real connections: refuse.
+                        self.conns.remove(&h);
+                        self.endpoint.reset(now, h);
+                    }
                 }
             }
             Event::Readable(h) | Event::Writable(h) => self.service(h),
@@ -1055,6 +1087,12 @@ impl Driver {
                 }
             }
             Event::Error(h, e) => {
+                // Never queued, never seen by the application: forget it.
+                if self.conns.get(&h).is_some_and(|c| c.unqueued) {
+                    self.conns.remove(&h);
+                    self.endpoint.discard(now, h);
+                    return;
+                }
                 if let Some(c) = self.conns.get(&h) {
                     {
                         let mut st = c.shared.state.lock();
@@ -1084,6 +1122,46 @@ impl Driver {
             // Not asked for: the runtime leaves report_delay_samples off.
             Event::DelaySample(..) => {}
         }
+    }
+
+    /// Room in the accept queue for one more connection: drops queued ones
+    /// that failed (the engine evicts the oldest half-open connections
+    /// under a SYN flood) and, with `over_half_open`, moves the oldest one
+    /// still in its handshake back out to wait for its `Established`.
+    fn make_room_in_accept_queue(&mut self, now: u64, over_half_open: bool) -> bool {
+        let mut acc = self.shared.accept.lock();
+        if acc.queue.len() < acc.backlog {
+            return true;
+        }
+        let state = |c: &Arc<ConnShared>| {
+            let h = ConnectionHandle(c.engine.load(Ordering::SeqCst));
+            (h, self.endpoint.connection(h).map(|x| x.state()))
+        };
+        if let Some(i) = acc
+            .queue
+            .iter()
+            .position(|c| matches!(state(c).1, None | Some(State::Failed(_))))
+        {
+            let (h, _) = state(&acc.queue.remove(i).expect("index in range"));
+            drop(acc);
+            self.conns.remove(&h);
+            self.endpoint.discard(now, h);
+            return true;
+        }
+        if over_half_open {
+            if let Some(i) = acc
+                .queue
+                .iter()
+                .position(|c| state(c).1 == Some(State::SynRecv))
+            {
+                let (h, _) = state(&acc.queue.remove(i).expect("index in range"));
+                if let Some(c) = self.conns.get_mut(&h) {
+                    c.unqueued = true;
+                }
+                return true;
+            }
+        }
+        false
     }
 
     /// The engine's statistics of a connection right now.

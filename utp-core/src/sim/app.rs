@@ -447,6 +447,7 @@ impl Peer {
             | Event::Eof(h)
             | Event::Error(h, _)
             | Event::Closed(h)
+            | Event::Established(h)
             | Event::DelaySample(h, _) => h,
         };
         if let Event::Incoming(h) = ev {
