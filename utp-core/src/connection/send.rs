@@ -496,9 +496,9 @@ impl SendBuffer {
         };
         let p = &mut self.packets[idx];
         if p.need_resend {
-            // Already known lost but held back by the window: push it out.
-            self.force_resend = true;
-            return true;
+            // Already queued for resend; the window decides when it leaves.
+            // (Forcing it out made transfers to libutp stall for seconds.)
+            return false;
         }
         p.need_resend = true;
         p.timeout_resend = false;
