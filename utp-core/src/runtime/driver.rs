@@ -55,6 +55,8 @@ const STATS_REFRESH_US: u64 = 1_000;
 /// How long a reader that received its data itself keeps the socket's
 /// input (parked) for its next read before the I/O thread takes it back.
 const PARK_US: u64 = 1_000;
+/// How long an exiting I/O thread stays for connections in TIME-WAIT.
+const EXIT_GRACE_US: u64 = 200_000;
 /// A reader parks only when its buffer is this small after receiving: a
 /// request/response exchange, not a bulk stream.
 pub(crate) const PARK_MAX_BUFFERED: usize = 16 * 1024;
@@ -135,6 +137,7 @@ pub(crate) fn start(addr: SocketAddr, config: RuntimeConfig) -> io::Result<Arc<C
         scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
         shutting_down: false,
         exit_deadline: None,
+        exit_grace: None,
         send_retry_at: None,
         stats: DriverStats::default(),
     };
@@ -250,6 +253,9 @@ pub(crate) struct Driver {
     scratch: Box<[u8]>,
     shutting_down: bool,
     exit_deadline: Option<u64>,
+    /// Everything was delivered but connections are still in TIME-WAIT:
+    /// stay this long to answer the peer's last packets.
+    exit_grace: Option<u64>,
     /// Sending paused after `ENOBUFS` until this instant.
     send_retry_at: Option<u64>,
     stats: DriverStats,
@@ -542,7 +548,7 @@ impl Driver {
                 deadline = Some(deadline.map_or(d, |x| x.min(d)));
             }
         }
-        for d in [self.exit_deadline, self.send_retry_at]
+        for d in [self.exit_deadline, self.send_retry_at, self.exit_grace]
             .into_iter()
             .flatten()
         {
@@ -650,7 +656,15 @@ impl Driver {
             } else {
                 self.endpoint.active_connection_count()
             };
-            let done = self.conns.is_empty() && remaining == 0 && self.transmits.is_empty();
+            let mut done = self.conns.is_empty() && remaining == 0 && self.transmits.is_empty();
+            // A peer's last packets (its ACK of our FIN, a retransmitted
+            // FIN) may still be on their way: a port closed this instant
+            // answers them with ICMP unreachable, which libutp's ucat turns
+            // into an error on a socket it already closed (and aborts).
+            if done && self.endpoint.connection_count() > 0 {
+                let grace = *self.exit_grace.get_or_insert(now + EXIT_GRACE_US);
+                done = now >= grace;
+            }
             if done || self.exit_deadline.is_some_and(|d| now >= d) {
                 // Push out whatever the engine still has (FINs, RESETs).
                 self.flush_transmits();
