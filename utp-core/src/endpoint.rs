@@ -228,6 +228,13 @@ pub struct EndpointStats {
     pub half_open_evicted: u64,
 }
 
+/// Connection `h` exists and is still in the handshake (SYN received).
+fn in_handshake(conns: &HashMap<usize, Entry>, h: usize) -> bool {
+    conns
+        .get(&h)
+        .is_some_and(|e| e.conn.state() == State::SynRecv)
+}
+
 /// One UDP port's worth of uTP connections, sans-IO: the caller carries
 /// datagrams and time; the endpoint never touches a socket or a clock.
 ///
@@ -568,20 +575,15 @@ impl Endpoint {
     /// stays within a constant factor of `max_half_open`.
     fn note_half_open(&mut self, h: usize) {
         self.half_open_order.push_back(h);
-        let live = |conns: &HashMap<usize, Entry>, h: &usize| {
-            conns
-                .get(h)
-                .is_some_and(|e| e.conn.state() == State::SynRecv)
-        };
-        while let Some(front) = self.half_open_order.front() {
-            if live(&self.conns, front) {
+        while let Some(&front) = self.half_open_order.front() {
+            if in_handshake(&self.conns, front) {
                 break;
             }
             self.half_open_order.pop_front();
         }
         if self.half_open_order.len() > 4 * self.config.max_half_open.max(16) {
             let conns = &self.conns;
-            self.half_open_order.retain(|h| live(conns, h));
+            self.half_open_order.retain(|&h| in_handshake(conns, h));
         }
     }
 
@@ -589,11 +591,7 @@ impl Endpoint {
     /// False if there was none.
     fn evict_oldest_half_open(&mut self, now_us: u64) -> bool {
         while let Some(h) = self.half_open_order.pop_front() {
-            let half_open = self
-                .conns
-                .get(&h)
-                .is_some_and(|e| e.conn.state() == State::SynRecv);
-            if half_open {
+            if in_handshake(&self.conns, h) {
                 self.stats.half_open_evicted += 1;
                 self.with_conn(h, now_us, |c, io| c.evict(io));
                 return true;
@@ -606,9 +604,7 @@ impl Endpoint {
     /// SYN flood it would go to a forged address); `Closed` follows. For a
     /// front end that drops a connection nobody accepted.
     pub fn discard(&mut self, now_us: u64, h: ConnectionHandle) {
-        if self.conns.contains_key(&h.0) {
-            self.with_conn(h.0, now_us, |c, io| c.discard(io));
-        }
+        self.with_conn(h.0, now_us, |c, io| c.discard(io));
     }
 
     /// Forget every connection the application closed while it was still in
@@ -1619,17 +1615,21 @@ mod tests {
         // Then the peer forgets the connection (libutp destroys a socket the
         // moment its FIN is acked) and answers a late packet with RESET:
         // the stream is complete, so that is no error.
-        let mut p = Pair::new();
-        let (ha, hb) = establish(&mut p);
-        p.a.write(p.now, ha, b"all of it").unwrap();
-        p.a.shutdown_write(p.now, ha).unwrap();
-        p.b.shutdown_write(p.now, hb).unwrap();
-        p.run_for(1_000_000);
-        assert!(p.a.fin_acked(ha) && p.b.fin_acked(hb));
-        p.b.reset(p.now, hb);
-        for _ in 0..10 {
-            p.step();
+        fn reset_after_both_fins(cfg: EndpointConfig) -> (Pair, ConnectionHandle) {
+            let mut p = pair_with(cfg.clone(), cfg);
+            let (ha, hb) = establish(&mut p);
+            p.a.write(p.now, ha, b"all of it").unwrap();
+            p.a.shutdown_write(p.now, ha).unwrap();
+            p.b.shutdown_write(p.now, hb).unwrap();
+            p.run_for(1_000_000);
+            assert!(p.a.fin_acked(ha) && p.b.fin_acked(hb));
+            p.b.reset(p.now, hb);
+            for _ in 0..10 {
+                p.step();
+            }
+            (p, ha)
         }
+        let (mut p, ha) = reset_after_both_fins(EndpointConfig::default());
         assert!(
             !p.events_a.iter().any(|e| matches!(e, Event::Error(..))),
             "{:?}",
@@ -1657,20 +1657,10 @@ mod tests {
             p.events_a
         );
         // libutp's semantics (the C ABI) report that RESET, as libutp does.
-        let libutp = EndpointConfig {
+        let (p, ha) = reset_after_both_fins(EndpointConfig {
             close_on_fin_acked: true,
             ..EndpointConfig::default()
-        };
-        let mut p = pair_with(libutp.clone(), libutp);
-        let (ha, hb) = establish(&mut p);
-        p.a.shutdown_write(p.now, ha).unwrap();
-        p.b.shutdown_write(p.now, hb).unwrap();
-        p.run_for(1_000_000);
-        assert!(p.a.fin_acked(ha) && p.b.fin_acked(hb));
-        p.b.reset(p.now, hb);
-        for _ in 0..10 {
-            p.step();
-        }
+        });
         assert!(
             p.events_a
                 .contains(&Event::Error(ha, ConnectionError::Reset)),

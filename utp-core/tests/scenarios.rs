@@ -86,6 +86,24 @@ impl Pair {
             .unwrap_or_else(|e| panic!("{name}: seed {seed}: transfer did not finish: {e}"))
     }
 
+    /// `a` sends `bytes` to a `b` that only receives; runs until `b` saw
+    /// EOF (or an error) and checks the stream.
+    fn upload(&mut self, name: &str, bytes: u64, deadline: u64) {
+        self.net.accept_with(self.b, FlowPlan::sink());
+        self.net
+            .connect(self.a, sim::addr(2), FlowPlan::send(bytes));
+        let (b, seed) = (self.b, self.seed);
+        self.net
+            .run_until_done(deadline, |n| {
+                n.peer(b)
+                    .flows
+                    .first()
+                    .is_some_and(|f| f.eof_at.is_some() || f.error.is_some())
+            })
+            .unwrap_or_else(|e| panic!("{name}: seed {seed}: B never saw EOF: {e}"));
+        assert_exact(name, &self.net, self.flow_b(), bytes);
+    }
+
     /// Run until both nodes finished every flow (plans set up by the caller).
     fn bidirectional_wait(&mut self, name: &str, deadline: u64) -> u64 {
         let (a, b) = (self.a, self.b);
@@ -1074,20 +1092,9 @@ fn fin_arrives_before_missing_data() {
             }
         }),
     );
-    p.net.accept_with(p.b, FlowPlan::sink());
-    p.net.connect(p.a, sim::addr(2), FlowPlan::send(total));
-    let b = p.b;
-    p.net
-        .run_until_done(secs(60), |n| {
-            n.peer(b)
-                .flows
-                .first()
-                .is_some_and(|f| f.eof_at.is_some() || f.error.is_some())
-        })
-        .unwrap_or_else(|e| panic!("{name}: seed {seed}: B never saw EOF: {e}"));
+    p.upload(name, total, secs(60));
     let pr = probe.borrow();
     let fb = p.flow_b();
-    assert_exact(name, &p.net, fb, total);
     assert!(
         !pr.dropped.is_empty(),
         "{name}: seed {seed}: no packet was dropped: {pr:?}"
@@ -1384,18 +1391,7 @@ fn long_transfer_wraps_sequence_numbers() {
     let link = LinkConfig::new().mbps(100.0).delay_ms(5).queue_ms(200);
     let mut p = Pair::new(seed, link.clone(), link);
     let total = 100 * MB;
-    p.net.accept_with(p.b, FlowPlan::sink());
-    p.net.connect(p.a, sim::addr(2), FlowPlan::send(total));
-    let b = p.b;
-    p.net
-        .run_until_done(secs(120), |n| {
-            n.peer(b)
-                .flows
-                .first()
-                .is_some_and(|f| f.eof_at.is_some() || f.error.is_some())
-        })
-        .unwrap_or_else(|e| panic!("{name}: seed {seed}: {e}"));
-    assert_exact(name, &p.net, p.flow_b(), total);
+    p.upload(name, total, secs(120));
     let packets = p.flow_a().stats.as_ref().map_or(0, |s| s.packets_sent);
     assert!(
         packets > 65_536,
@@ -1876,19 +1872,7 @@ fn random_loss_is_recovered_mostly_without_timeouts() {
             .duplicate(0.02)
             .reorder(0.02, 100);
         let mut p = Pair::new(seed, link.clone(), link);
-        let bytes = 2 * MB;
-        p.net.accept_with(p.b, FlowPlan::sink());
-        p.net.connect(p.a, sim::addr(2), FlowPlan::send(bytes));
-        let b = p.b;
-        p.net
-            .run_until_done(secs(60), |n| {
-                n.peer(b)
-                    .flows
-                    .first()
-                    .is_some_and(|f| f.eof_at.is_some() || f.error.is_some())
-            })
-            .unwrap_or_else(|e| panic!("{name}: seed {seed}: {e}"));
-        assert_exact(name, &p.net, p.flow_b(), bytes);
+        p.upload(name, 2 * MB, secs(60));
         let fb = p.flow_b();
         let took = fb.eof_at.unwrap() - fb.started_at;
         slowest = slowest.max(took);

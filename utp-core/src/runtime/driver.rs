@@ -620,18 +620,13 @@ impl Driver {
         // and send the ACKs it left for a reply.
         if self.shared.udp_poller.load(Ordering::Acquire) == POLLER_PARKED
             && now >= self.shared.park_deadline.load(Ordering::Acquire)
-            && self
-                .shared
-                .udp_poller
-                .compare_exchange(
-                    POLLER_PARKED,
-                    POLLER_FREE,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok()
         {
-            self.endpoint.flush_acks(now);
+            let _ = self.shared.udp_poller.compare_exchange(
+                POLLER_PARKED,
+                POLLER_FREE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
         }
         self.endpoint.flush_acks(now);
 
@@ -797,21 +792,9 @@ impl Driver {
         let now = self.now();
         let linger = self.shared.config.endpoint.linger_us;
         self.exit_deadline = Some(now.saturating_add(linger).saturating_add(1_000_000));
-        // Connections nobody accepted: close them; those still in the
-        // handshake (the peer never proved its address) are dropped at once
-        // instead of lingering for a reply that may never come.
+        // Connections nobody accepted: close them.
         let queued: Vec<_> = self.shared.accept.lock().queue.drain(..).collect();
         for conn in queued {
-            if let Some(h) = self.lookup(&conn) {
-                let half_open = self
-                    .endpoint
-                    .connection(h)
-                    .is_some_and(|c| c.state() == State::SynRecv);
-                if half_open {
-                    self.endpoint.discard(now, h);
-                    continue;
-                }
-            }
             {
                 let mut st = conn.state.lock();
                 st.user_closed = true;
@@ -821,9 +804,10 @@ impl Driver {
                 self.service(h);
             }
         }
-        // Closed connections still in the handshake: nothing was sent on
-        // them and the peer never answered; do not wait for them. Nor for
-        // those held out of the accept queue.
+        // Closed connections still in the handshake (those just closed
+        // above among them): nothing was sent on them and the peer never
+        // answered; do not wait for them. Nor for those held out of the
+        // accept queue.
         self.endpoint.discard_closed_half_open(now);
         let unqueued: Vec<ConnectionHandle> = self
             .conns
@@ -1147,16 +1131,14 @@ impl Driver {
         if acc.queue.len() < acc.backlog {
             return true;
         }
-        let state = |c: &Arc<ConnShared>| {
-            let h = ConnectionHandle(c.engine.load(Ordering::SeqCst));
-            (h, self.endpoint.connection(h).map(|x| x.state()))
-        };
+        let handle = |c: &Arc<ConnShared>| ConnectionHandle(c.engine.load(Ordering::SeqCst));
+        let state = |c: &Arc<ConnShared>| self.endpoint.connection(handle(c)).map(|x| x.state());
         if let Some(i) = acc
             .queue
             .iter()
-            .position(|c| matches!(state(c).1, None | Some(State::Failed(_))))
+            .position(|c| matches!(state(c), None | Some(State::Failed(_))))
         {
-            let (h, _) = state(&acc.queue.remove(i).expect("index in range"));
+            let h = handle(&acc.queue.remove(i).expect("index in range"));
             drop(acc);
             self.conns.remove(&h);
             self.endpoint.discard(now, h);
@@ -1166,9 +1148,9 @@ impl Driver {
             if let Some(i) = acc
                 .queue
                 .iter()
-                .position(|c| state(c).1 == Some(State::SynRecv))
+                .position(|c| state(c) == Some(State::SynRecv))
             {
-                let (h, _) = state(&acc.queue.remove(i).expect("index in range"));
+                let h = handle(&acc.queue.remove(i).expect("index in range"));
                 if let Some(c) = self.conns.get_mut(&h) {
                     c.unqueued = true;
                 }
