@@ -69,6 +69,7 @@ pub struct DelayHistory {
 }
 
 impl DelayHistory {
+    /// An empty history: no base and no current delay until the first sample.
     pub fn new() -> Self {
         DelayHistory {
             buckets: [0; BASE_BUCKETS],

@@ -25,24 +25,40 @@ use crate::seq::Seq;
 use crate::stats::ConnectionStats;
 
 /// Identifies a connection inside one endpoint.
+///
+/// Handles are allocated from 1 upwards and never reused by the same
+/// endpoint, so a stale handle cannot reach a newer connection; calls with a
+/// handle whose connection is gone fail with [`StreamError::InvalidHandle`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionHandle(pub usize);
+pub struct ConnectionHandle(
+    /// The raw number (never 0 for a handle the endpoint issued).
+    pub usize,
+);
 
 /// A datagram to send.
 #[derive(Clone, Debug)]
 pub struct Transmit {
+    /// The peer to send it to (IPv4-mapped IPv6 addresses are folded to IPv4).
     pub destination: SocketAddr,
+    /// The whole UDP payload: the uTP header, extensions and data, at most
+    /// [`EndpointConfig::max_packet_size`] bytes (as clamped for the connection).
     pub contents: Vec<u8>,
 }
 
 /// Why a connection failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnectionError {
-    /// The peer answered the SYN with RESET, or never answered (connect).
+    /// The peer answered our SYN with RESET, or an ICMP error
+    /// (unreachable) came back for it. (A peer that never answers gives
+    /// `TimedOut`.)
     Refused,
-    /// The peer reset an established connection.
+    /// The connection was reset (RESET from the peer or ICMP unreachable)
+    /// in any state but waiting for our SYN's answer.
     Reset,
-    /// Too many retransmission timeouts in a row.
+    /// Too many retransmission timeouts in a row
+    /// ([`MAX_CONSECUTIVE_TIMEOUTS`](crate::connection::MAX_CONSECUTIVE_TIMEOUTS)),
+    /// the handshake exceeded [`EndpointConfig::connect_timeout_us`], or
+    /// nothing arrived for [`EndpointConfig::idle_timeout_us`].
     TimedOut,
 }
 
@@ -85,25 +101,34 @@ pub enum StreamError {
 /// Endpoint-wide settings; per-connection defaults are copied when a connection is created.
 #[derive(Clone, Debug)]
 pub struct EndpointConfig {
-    /// Send buffer (bytes): caps bytes queued + in flight.
+    /// Send buffer (bytes): caps bytes queued + in flight. Default 1 MiB
+    /// (libutp's default); 0 is taken as 1.
     pub send_buffer: usize,
     /// Receive buffer (bytes): the window we advertise and enforce.
+    /// Default 1 MiB; 0 is taken as 1.
     pub recv_buffer: usize,
-    /// LEDBAT target queuing delay (µs).
+    /// LEDBAT target queuing delay (µs). Default 100 000 (BEP 29's 100 ms);
+    /// 0 means the default.
     pub target_delay_us: u32,
-    /// Which congestion controller new connections use.
+    /// Which congestion controller new connections use. Default LEDBAT.
     pub congestion: CongestionKind,
-    /// Largest UDP payload we send (header included).
+    /// Largest UDP payload we send (bytes, uTP header included). Default
+    /// 1420; clamped to 148..=65507.
     pub max_packet_size: usize,
-    /// Accept incoming SYNs at all.
+    /// Accept incoming SYNs at all. Default true; when false every SYN is
+    /// ignored (no answer; counted in [`EndpointStats::syns_refused`]).
     pub accept_incoming: bool,
-    /// Upper bound on connections still in the handshake (SYN received, no data yet).
+    /// Upper bound on connections still in the handshake (SYN received, no
+    /// data yet); further SYNs are ignored. Default 1024.
     pub max_half_open: usize,
-    /// Upper bound on connections in total.
+    /// Upper bound on connections in total; further SYNs are ignored.
+    /// Default 65 536.
     pub max_connections: usize,
     /// How long `close` waits for queued data before giving up (µs).
+    /// Default 30 s.
     pub linger_us: u64,
-    /// Give up connecting after this long (µs).
+    /// Give up a handshake (ours or the peer's) after this long (µs), failing with
+    /// [`ConnectionError::TimedOut`]. Default 21 s.
     pub connect_timeout_us: u64,
     /// libutp's close: after `close`, forget the connection as soon as our
     /// FIN is acknowledged instead of also waiting for the peer's FIN (a
@@ -265,6 +290,7 @@ impl Endpoint {
         }
     }
 
+    /// The configuration new connections copy their settings from.
     pub fn config(&self) -> &EndpointConfig {
         &self.config
     }

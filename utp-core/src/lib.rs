@@ -5,6 +5,8 @@
 //! go out through [`endpoint::Endpoint::poll_transmit`]; the engine says when
 //! it next needs to be woken with [`endpoint::Endpoint::poll_timeout`].
 
+#![warn(missing_docs)]
+
 pub mod congestion;
 pub mod connection;
 pub mod delay;

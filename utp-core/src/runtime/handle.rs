@@ -814,6 +814,9 @@ pub enum Wait {
 }
 
 impl Wait {
+    /// The wait for a call under these socket options: `NonBlocking` when
+    /// `nonblocking`, else `Until(now + timeout)`, or `Forever` without a
+    /// timeout.
     pub fn from_timeout(nonblocking: bool, timeout: Option<Duration>) -> Wait {
         if nonblocking {
             Wait::NonBlocking

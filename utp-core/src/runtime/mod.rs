@@ -106,6 +106,8 @@ impl UtpContext {
         })
     }
 
+    /// The UDP address the context is bound to, with the actual port when
+    /// bound to port 0. Never fails.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.handle.local_addr())
     }
@@ -166,7 +168,44 @@ impl UtpContext {
     }
 }
 
-/// Accepts incoming connections (a [`UtpContext`] seen as a listener).
+/// Accepts incoming connections (a [`UtpContext`] seen as a listener), in
+/// the manner of [`std::net::TcpListener`].
+///
+/// Connections are accepted by the I/O thread as soon as their SYN arrives
+/// and queued (up to [`RuntimeConfig::backlog`]) until [`accept`](Self::accept)
+/// takes them. Dropping the listener drops its context handle; the I/O
+/// thread ends once no handle is left and every connection has closed.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::net::Shutdown;
+/// use utp_core::runtime::{UtpListener, UtpStream};
+///
+/// let listener = UtpListener::bind("127.0.0.1:0")?;
+/// let addr = listener.local_addr()?;
+/// assert_ne!(addr.port(), 0);
+///
+/// // Server: accept one connection, answer each request with its reverse.
+/// let server = std::thread::spawn(move || -> std::io::Result<Vec<u8>> {
+///     let (mut stream, _peer) = listener.accept()?;
+///     let mut request = Vec::new();
+///     stream.read_to_end(&mut request)?; // until the client's FIN
+///     let reply: Vec<u8> = request.iter().rev().copied().collect();
+///     stream.write_all(&reply)?;
+///     stream.close()?; // returns once the client acknowledged the reply
+///     Ok(request)
+/// });
+///
+/// let mut client = UtpStream::connect(addr)?;
+/// client.write_all(b"ping")?;
+/// client.shutdown(Shutdown::Write)?; // FIN: the server's read_to_end ends
+/// let mut reply = Vec::new();
+/// client.read_to_end(&mut reply)?;
+/// assert_eq!(reply, b"gnip");
+/// client.close()?;
+/// assert_eq!(server.join().unwrap()?, b"ping");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct UtpListener {
     ctx: UtpContext,
@@ -179,6 +218,8 @@ impl UtpListener {
         Ok(UtpContext::bind(addr)?.listener())
     }
 
+    /// The UDP address the listener's context is bound to (with the actual
+    /// port when bound to port 0). Never fails.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.ctx.local_addr()
     }
@@ -193,6 +234,8 @@ impl UtpListener {
         self.ctx.accept()
     }
 
+    /// Waits at most `timeout` for a connection (`TimedOut` after), also in
+    /// non-blocking mode.
     pub fn accept_timeout(&self, timeout: Duration) -> io::Result<(UtpStream, SocketAddr)> {
         self.ctx.accept_timeout(timeout)
     }
@@ -202,6 +245,10 @@ impl UtpListener {
         Incoming { listener: self }
     }
 
+    /// In non-blocking mode [`accept`](Self::accept) (and
+    /// [`incoming`](Self::incoming)) return `WouldBlock` instead of waiting.
+    /// Affects this listener only, not other handles of the context. Never
+    /// fails.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         *self.nonblocking.lock() = nonblocking;
         Ok(())
@@ -247,6 +294,36 @@ struct StreamInner {
 /// A uTP connection: a reliable, ordered byte stream. Dropping the last
 /// clone closes it gracefully in the background (queued data is still
 /// delivered, bounded by the linger time).
+///
+/// It implements [`Read`] and [`Write`] (also through `&UtpStream`, so
+/// one thread can read while another writes). Reads and writes block
+/// unless [`set_nonblocking`](Self::set_nonblocking) or a timeout is set;
+/// errors are those listed in the [module documentation](self).
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use utp_core::runtime::{UtpContext, UtpStream};
+///
+/// // An echo server on its own context (UDP port and I/O thread).
+/// let server = UtpContext::bind("127.0.0.1:0")?;
+/// let addr = server.local_addr()?;
+/// let echo = std::thread::spawn(move || -> std::io::Result<()> {
+///     let (mut s, _) = server.accept()?;
+///     let mut buf = [0u8; 64];
+///     let n = s.read(&mut buf)?;
+///     s.write_all(&buf[..n])?;
+///     s.close()
+/// });
+///
+/// let mut stream = UtpStream::connect(addr)?;
+/// assert_eq!(stream.peer_addr()?, addr);
+/// stream.write_all(b"hello uTP")?;
+/// let mut buf = [0u8; 9];
+/// stream.read_exact(&mut buf)?;
+/// assert_eq!(&buf, b"hello uTP");
+/// echo.join().unwrap()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct UtpStream {
     inner: Arc<StreamInner>,
@@ -284,10 +361,15 @@ impl UtpStream {
         Self::private_context(addr)?.connect_timeout(addr, timeout)
     }
 
+    /// The remote address (IPv4-mapped IPv6 addresses appear as IPv4).
+    /// Never fails.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.inner.handle.peer_addr())
     }
 
+    /// The local address: the context's port and the source address the
+    /// kernel uses towards the peer (never `0.0.0.0` when the context is
+    /// bound to a wildcard address). Never fails.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.inner.handle.local_addr())
     }
@@ -322,6 +404,8 @@ impl UtpStream {
         Ok(())
     }
 
+    /// The read timeout set by [`set_read_timeout`](Self::set_read_timeout)
+    /// (`None` by default). Never fails.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
         Ok(self.inner.opts.lock().read_timeout)
     }
@@ -333,6 +417,8 @@ impl UtpStream {
         Ok(())
     }
 
+    /// The write timeout set by [`set_write_timeout`](Self::set_write_timeout)
+    /// (`None` by default); it also bounds [`close`](Self::close). Never fails.
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
         Ok(self.inner.opts.lock().write_timeout)
     }
@@ -394,10 +480,16 @@ impl UtpStream {
         self.inner.handle.set_readiness_callback(cb);
     }
 
+    /// What a read or write would do now without blocking. Also re-arms
+    /// the readiness callback (see [`StreamHandle::set_readiness_callback`]).
     pub fn readiness(&self) -> Readiness {
         self.inner.handle.readiness()
     }
 
+    /// The error the connection failed with (`ConnectionRefused`,
+    /// `ConnectionReset`, `TimedOut`), or `NotConnected` when the I/O thread
+    /// stopped; `None` while healthy. Unlike `TcpStream::take_error`, it
+    /// does not clear the error: later calls report it again.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         Ok(self.inner.handle.take_error())
     }

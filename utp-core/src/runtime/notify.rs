@@ -12,6 +12,8 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
+/// A level-triggered `eventfd` that polls readable while its handle is
+/// ready for the waiter's interest (see the [module docs](self)).
 #[derive(Debug)]
 pub struct Notifier {
     fd: OwnedFd,

@@ -72,9 +72,20 @@ pub enum IcmpKind {
     PortUnreachable,
     /// The datagram was too big for the path; `mtu` is the next hop's MTU
     /// (0 when unknown).
-    FragNeeded { mtu: u32 },
-    /// Anything else (host/net unreachable, ...).
-    Other { origin: u8, icmp_type: u8, code: u8 },
+    FragNeeded {
+        /// Path MTU the kernel reported (bytes, IP header included).
+        mtu: u32,
+    },
+    /// Anything else (host/net unreachable, ...), as the kernel's
+    /// `sock_extended_err` gave it.
+    Other {
+        /// `ee_origin`: `SO_EE_ORIGIN_ICMP`, `SO_EE_ORIGIN_ICMP6`, `SO_EE_ORIGIN_LOCAL`, ...
+        origin: u8,
+        /// `ee_type`: the ICMP or ICMPv6 type.
+        icmp_type: u8,
+        /// `ee_code`: the ICMP or ICMPv6 code.
+        code: u8,
+    },
 }
 
 /// One entry read from the socket's error queue.
@@ -82,18 +93,22 @@ pub enum IcmpKind {
 pub struct IcmpError {
     /// Where the offending datagram was going.
     pub destination: SocketAddr,
+    /// What the error says.
     pub kind: IcmpKind,
     /// The errno the kernel attached (`ECONNREFUSED`, `EMSGSIZE`, ...).
     pub errno: i32,
     /// The start of the offending datagram (a uTP header names the
     /// connection id), `original_len` bytes of it.
     pub original: [u8; 32],
+    /// How many bytes of `original` are valid (at most 32).
     pub original_len: usize,
 }
 
 /// Something `sendmmsg` can send.
 pub trait Datagram {
+    /// Where to send it.
     fn destination(&self) -> SocketAddr;
+    /// The UDP payload (the whole uTP packet).
     fn payload(&self) -> &[u8];
 }
 
@@ -360,6 +375,7 @@ impl UdpSocket {
         }
     }
 
+    /// The bound address, with the actual port when bound to port 0.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
@@ -752,6 +768,7 @@ impl RecvBatch {
         self.len
     }
 
+    /// True when the last receive got nothing.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -832,6 +849,7 @@ impl Default for SendBatch {
 }
 
 impl SendBatch {
+    /// Arrays for one `sendmmsg` call's worth of messages, allocated once.
     pub fn new() -> SendBatch {
         // SAFETY: these are plain C structs; all-zero is a valid value.
         let zero_addr: libc::sockaddr_storage = unsafe { mem::zeroed() };
