@@ -131,22 +131,23 @@ def read_stamp(path):
         return int(f.read().strip())
 
 
-def udp_bound(port, ns=None):
-    argv = ["cat", "/proc/net/udp", "/proc/net/udp6"]
+def udp_bound(port, ns=None, proto="udp"):
+    """True when something has `port` bound (for tcp: listening)."""
+    argv = ["cat", f"/proc/net/{proto}", f"/proc/net/{proto}6"]
     if ns:
         argv = ["ip", "netns", "exec", ns] + argv
     out = subprocess.run(argv, capture_output=True, text=True).stdout
     want = "%04X" % port
     for line in out.splitlines()[1:]:
         f = line.split()
-        if len(f) > 1 and f[1].rsplit(":", 1)[-1].upper() == want:
+        if len(f) > 3 and f[1].rsplit(":", 1)[-1].upper() == want and (proto == "udp" or f[3] == "0A"):
             return True
     return False
 
 
-def wait_bound(port, ns, proc, what):
+def wait_bound(port, ns, proc, what, proto="udp"):
     t = time.time() + 10
-    while not udp_bound(port, ns):
+    while not udp_bound(port, ns, proto):
         if proc.poll() is not None or time.time() > t:
             raise FunctionalError(f"{what}: listener did not bind UDP port {port}")
         time.sleep(0.02)
@@ -450,12 +451,13 @@ def run_scale(counts, total_bytes, work):
 # ---------------------------------------------------------------- bindings
 
 BIND_BULK_IMPLS = ["rust", "utpt", "python", "python-asyncio", "node", "utp-native"]
-BIND_PP_IMPLS = ["rust", "pp-ours", "pp-real", "utpt", "python", "node", "utp-native"]
+BIND_PP_IMPLS = ["rust", "pp-ours", "pp-real", "utpt", "python", "node", "utp-native", "node-tcp"]
 BIND_NAMES = {"rust": "Rust API (`UtpStream`)", "utpt": "threaded C API (`utpt_*`)",
               "python": "Python, socket API (`sendall` / `recv_into`)",
               "python-asyncio": "Python, asyncio streams",
               "node": "Node, utp-socket", "utp-native": "Node, utp-native 2.5.3 (real libutp)",
-              "pp-ours": "C caller-driven API on ours (utp-ffi)", "pp-real": "real libutp, C API"}
+              "pp-ours": "C caller-driven API on ours (utp-ffi)", "pp-real": "real libutp, C API",
+              "node-tcp": "Node, `net` over TCP (no uTP: the event loop's own floor)"}
 
 
 def build_bindings(tools, smoke):
@@ -528,11 +530,13 @@ def bind_argv(impl, tools, role, host, port, *rest):
     if impl in ("python", "python-asyncio"):
         r = ("a" + role) if impl == "python-asyncio" else role
         return [tools["python"], os.path.join(bb, "bench.py"), r, host, str(port)] + [str(x) for x in rest]
-    return ["node", os.path.join(bb, "bench.js"), tools[impl], role, host, str(port)] + [str(x) for x in rest]
+    mod = "tcp" if impl == "node-tcp" else tools[impl]
+    return ["node", os.path.join(bb, "bench.js"), mod, role, host, str(port)] + [str(x) for x in rest]
 
 
 def bind_available(impl, tools):
     need = {"utpt": "utpt_bench", "python": "python", "python-asyncio": "python", "node": "node",
+            "node-tcp": "node",
             "utp-native": "utp-native", "pp-ours": "pp-ours", "pp-real": "pp-real"}.get(impl)
     return need is None or bool(tools.get(need))
 
@@ -568,7 +572,7 @@ def bind_pp_once(impl, tools, count, size):
     srv = spawn(bind_argv(impl, tools, "pp-server", "127.0.0.1", port), stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL)
     try:
-        wait_bound(port, None, srv, impl)
+        wait_bound(port, None, srv, impl, "tcp" if impl == "node-tcp" else "udp")
         p = subprocess.run(bind_argv(impl, tools, "pp-client", "127.0.0.1", port, count, size),
                            capture_output=True, text=True, timeout=120)
         if p.returncode != 0:
@@ -1306,8 +1310,10 @@ def write_markdown(res, path, cmd, plots):
                     md = lambda k: statistics.median(r[k] for r in rs)
                     L.append(f"| {link} | {IMPL_NAMES[impl]} | {len(rs)} | **{md('rtt_us_p50'):.1f}** | "
                              f"{md('rtt_us_p90'):.1f} | {md('rtt_us_p99'):.1f} | {md('rtt_us_max'):.1f} |")
-        L.append("\nThe Rust-API program uses the threaded runtime (user thread ↔ I/O thread hand-off on "
-                 "each message); the C programs run libutp's caller-driven event loop in one thread.\n")
+        L.append("\nThe Rust-API program uses the threaded runtime: a blocked reader waits briefly, "
+                 "then receives its datagrams itself, and a write leaves from the writer's thread. The C "
+                 "programs run libutp's caller-driven event loop in one thread and sleep in poll() between "
+                 "messages, so they pay the machine's wake-up latency, which varies from run to run.\n")
         L.append("![latency](bench/plots/latency.png)\n")
     sc = res.get("scale", [])
     if sc:

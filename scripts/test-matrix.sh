@@ -2,6 +2,7 @@
 # Cross-language interop matrix: every ordered pair of
 #   rust    examples/utpcat.rs (the Rust API)
 #   c       upstream libutp's unmodified ucat.c, built on our libutp (utp-ffi)
+#   utpt    examples/c/utpt_cat.c on our threaded C API (utp_threaded.h)
 #   python  examples/python/{receive,send}_file.py on the Python binding
 #   node    examples/node/{receive,send}_file.js on the Node binding
 #   libutp  real libutp's ucat (the reference build)
@@ -9,6 +10,11 @@
 # listener, byte-exact, over 127.0.0.1. A front end that cannot be set up
 # (no node, no pip) has its pairs reported as skipped, and the script then
 # fails unless MATRIX_ALLOW_SKIP=1.
+#
+# Then the chaos part: each of our front ends sends CHAOS_BYTES (default
+# 10 MB) to itself through bench/src/lossy_relay.rs, which drops 10 % of the
+# datagrams each way and duplicates and reorders 2 % each (CHAOS_DROP,
+# CHAOS_DUPLICATE, CHAOS_REORDER), byte-exact within CHAOS_TIMEOUT (300 s).
 #
 # Every pair has a time limit (MATRIX_TIMEOUT, default 60 s); every process
 # is killed on exit.
@@ -21,14 +27,18 @@ start_work test-matrix
 BYTES="${MATRIX_BYTES:-5000000}"
 TIMEOUT_S="${MATRIX_TIMEOUT:-60}"
 REL="$ROOT/target/release"
-IMPLS=(rust c python node libutp)
+IMPLS=(rust c utpt python node libutp)
+CHAOS_IMPLS=(rust c utpt python node)
+CHAOS_BYTES="${CHAOS_BYTES:-10000000}"
+CHAOS_TIMEOUT="${CHAOS_TIMEOUT:-300}"
 declare -A READY
 
 say() { echo "test-matrix: $*"; }
 
 # ------------------------------------------------------------------ set-up
 say "building utpcat, our libutp, and real libutp's ucat"
-cargo build --release --quiet --example utpcat || { say "ERROR: cargo build failed"; exit 1; }
+cargo build --release --quiet --example utpcat --example lossy_relay || { say "ERROR: cargo build failed"; exit 1; }
+RELAY="$REL/examples/lossy_relay"
 cargo build --release --quiet -p utp-ffi || { say "ERROR: cargo build -p utp-ffi failed"; exit 1; }
 eval "$(scripts/build-libutp-ref.sh --quiet | grep '^LIBUTP_REF_DIR=')"
 UTPCAT="$REL/examples/utpcat"
@@ -38,6 +48,9 @@ OUR_UCAT="$WORK/ucat-ours"
 [ -x "$REAL_UCAT" ] && READY[libutp]=1
 gcc -Wall -DPOSIX -O2 -I include "$LIBUTP_REF_DIR/src/ucat.c" -L "$REL" -lutp -Wl,-rpath,"$REL" \
     -o "$OUR_UCAT" && READY[c]=1
+UTPT_CAT="$WORK/utpt_cat"
+gcc -Wall -Wextra -Werror -O2 -I include examples/c/utpt_cat.c -L "$REL" -lutp -Wl,-rpath,"$REL" \
+    -o "$UTPT_CAT" && READY[utpt]=1
 
 say "installing the Python binding into a venv (pip install ./bindings-python)"
 if python3 -m venv "$WORK/venv" && "$WORK/venv/bin/pip" install --quiet ./bindings-python >"$WORK/pip.log" 2>&1; then
@@ -69,6 +82,7 @@ start_listener() {
             mkfifo "$d/stdin"
             sleep 3600 >"$d/stdin" & PIDS+=("$!")
             "$bin" -l -p "$port" <"$d/stdin" >"$out" 2>"$d/l.err" & ;;
+        utpt)   "$UTPT_CAT" -l "$port" >"$out" 2>"$d/l.err" & ;;
         python) "$PY" examples/python/receive_file.py 127.0.0.1 "$port" "$out" >/dev/null 2>"$d/l.err" & ;;
         node)   node examples/node/receive_file.js "$port" "$out" >/dev/null 2>"$d/l.err" & ;;
     esac
@@ -82,6 +96,7 @@ start_sender() {
         rust)      "$UTPCAT" 127.0.0.1 "$port" <"$in" >/dev/null 2>"$d/s.err" & ;;
         c)         "$OUR_UCAT" 127.0.0.1 "$port" <"$in" >/dev/null 2>"$d/s.err" & ;;
         libutp)    "$REAL_UCAT" 127.0.0.1 "$port" <"$in" >/dev/null 2>"$d/s.err" & ;;
+        utpt)      "$UTPT_CAT" 127.0.0.1 "$port" <"$in" >/dev/null 2>"$d/s.err" & ;;
         python)    "$PY" examples/python/send_file.py 127.0.0.1 "$port" "$in" >/dev/null 2>"$d/s.err" & ;;
         node)      node examples/node/send_file.js 127.0.0.1 "$port" "$in" >/dev/null 2>"$d/s.err" & ;;
     esac
@@ -89,9 +104,26 @@ start_sender() {
     PIDS+=("$SPID")
 }
 
-# pair SENDER LISTENER -> 0 when the listener's output equals the input
+# start_relay PORT DIR: a lossy relay in front of PORT; sets RELAY_PORT
+start_relay() {
+    local port=$1 d=$2 deadline
+    "$RELAY" "127.0.0.1:$port" --drop "${CHAOS_DROP:-0.10}" --duplicate "${CHAOS_DUPLICATE:-0.02}" \
+        --reorder "${CHAOS_REORDER:-0.02}" --seed "$port" >"$d/relay.out" 2>&1 &
+    RPID=$!
+    PIDS+=("$RPID")
+    deadline=$(( $(now_ms) + 10000 ))
+    until RELAY_PORT=$(sed -n 's/^relay 127.0.0.1:\([0-9]*\)$/\1/p' "$d/relay.out") && [ -n "$RELAY_PORT" ]; do
+        if ! is_running "$RPID" || [ "$(now_ms)" -gt "$deadline" ]; then return 1; fi
+        sleep 0.02
+    done
+}
+
+# pair SENDER LISTENER [relay] -> 0 when the listener's output equals the
+# input; with `relay`, the sender goes through a lossy relay
 pair() {
-    local s=$1 l=$2 d="$WORK/$1-to-$2" port t0 deadline size
+    local s=$1 l=$2 via=${3:-} d="$WORK/$1-to-$2${3:+-$3}" port t0 deadline size
+    local BYTES=$BYTES TIMEOUT_S=$TIMEOUT_S
+    [ -n "$via" ] && BYTES=$CHAOS_BYTES TIMEOUT_S=$CHAOS_TIMEOUT
     mkdir -p "$d"
     head -c "$BYTES" /dev/urandom >"$d/in"
     : >"$d/out"
@@ -104,8 +136,13 @@ pair() {
         fi
         sleep 0.02
     done
+    local to=$port
+    if [ -n "$via" ]; then
+        start_relay "$port" "$d" || { RESULT="relay did not start: $(head -c 300 "$d/relay.out")"; return 1; }
+        to=$RELAY_PORT
+    fi
     t0=$(now_ms)
-    start_sender "$s" "$port" "$d/in" "$d"
+    start_sender "$s" "$to" "$d/in" "$d"
     deadline=$(( t0 + TIMEOUT_S * 1000 ))
     while :; do
         size=$(stat -c %s "$d/out")
@@ -155,6 +192,25 @@ for s in "${IMPLS[@]}"; do
     done
 done
 
+# ------------------------------------------------------------------ chaos
+CHAOS_PASS=0; CHAOS_FAIL=0
+for f in "${CHAOS_IMPLS[@]}"; do
+    if [ -z "${READY[$f]:-}" ]; then
+        SKIP=$((SKIP + 1)); say "skipped: chaos $f (front end not available)"; continue
+    fi
+    if pair "$f" "$f" relay; then
+        CHAOS_PASS=$((CHAOS_PASS + 1))
+        say "ok: chaos $f -> $f through the lossy relay, $CHAOS_BYTES bytes byte-exact in $RESULT"
+    else
+        CHAOS_FAIL=$((CHAOS_FAIL + 1))
+        say "FAIL: chaos $f -> $f: $RESULT"
+    fi
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    PIDS=()
+    sed -n 's/^/test-matrix:   relay /p' "$WORK/$f-to-$f-relay/relay.out" | grep -v 'relay relay' || true
+done
+
 printf '\nsender \\ listener'; printf ' %7s' "${IMPLS[@]}"; echo
 for s in "${IMPLS[@]}"; do
     printf '%-17s' "$s"
@@ -162,7 +218,8 @@ for s in "${IMPLS[@]}"; do
     echo
 done
 say "$PASS passed, $FAIL failed, $SKIP skipped ($BYTES bytes per pair)"
-[ "$FAIL" = 0 ] || exit 1
+say "chaos: $CHAOS_PASS passed, $CHAOS_FAIL failed ($CHAOS_BYTES bytes each through the lossy relay)"
+[ "$FAIL" = 0 ] && [ "$CHAOS_FAIL" = 0 ] || exit 1
 if [ "$SKIP" != 0 ] && [ "${MATRIX_ALLOW_SKIP:-0}" != 1 ]; then
     say "FAIL: pairs were skipped (MATRIX_ALLOW_SKIP=1 accepts that)"; exit 1
 fi

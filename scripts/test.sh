@@ -24,8 +24,11 @@
 #      benchmark role runs once with small sizes and must move its data
 #      byte-exact; slow numbers never fail it. Without root, the veth and
 #      testbed parts are skipped.
-#   8. The cross-language matrix (scripts/test-matrix.sh): Rust, C on our
-#      libutp, Python, Node and real libutp, 5 MB each ordered pair.
+#   9. The cross-language matrix (scripts/test-matrix.sh): Rust, C on our
+#      libutp, the threaded C API, Python, Node and real libutp, 5 MB each
+#      ordered pair; then each of ours through a lossy relay.
+#  10. The fuzz targets, 60 s each from the committed corpora
+#      (scripts/test-fuzz.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,3 +42,4 @@ bash scripts/test-utp-native-c.sh
 bash scripts/test-readme.sh
 bash bench/run.sh --smoke
 bash scripts/test-matrix.sh
+bash scripts/test-fuzz.sh

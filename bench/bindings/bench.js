@@ -7,7 +7,9 @@
 //   node bench.js MODULE pp-server HOST PORT            echo (until killed)
 //   node bench.js MODULE pp-client HOST PORT COUNT SIZE key=value on stdout
 //
-// MODULE is a path to require: our package (bindings-node) or utp-native.
+// MODULE is a path to require: our package (bindings-node) or utp-native;
+// or `tcp`, Node's own net module under the same API, for the event loop's
+// ping-pong floor without uTP.
 // The code uses utp-native's API, which ours provides at the top level, so
 // both run the same program. Receivers check the byte count; content is
 // checked by the binding's tests. Times are CLOCK_REALTIME ns.
@@ -15,7 +17,18 @@ const fs = require('fs')
 
 const CHUNK = 1 << 20
 const [mod, role, host, portArg, ...rest] = process.argv.slice(2)
-const utp = require(mod)
+const utp = mod === 'tcp' ? tcpShim : require(mod)
+
+// utp-native's socket API (listen, 'connection', connect) over net, Nagle off.
+function tcpShim () {
+  const net = require('net')
+  const server = net.createServer({ noDelay: true })
+  return {
+    on: (ev, cb) => server.on(ev, cb),
+    listen: (port, host) => server.listen(port, host),
+    connect: (port, host) => net.connect({ port, host, noDelay: true })
+  }
+}
 const port = Number(portArg)
 
 function nowNs () {

@@ -15,6 +15,7 @@
 //! utpbench pp-server --bind ADDR                            uTP ping-pong server
 //! utpbench pp-client --to ADDR --count N --size B --report F
 //! utpbench scale --conns N --total-bytes B --report F [--threads T] [--no-offload|--no-gso|--no-gro]
+//! utpbench soak  [--conns 1000] [--seconds 600] [--rate-mbit 200] [--sample 10] [--stall 10] [--csv F] [--report F]
 //! utpbench udp-send --to ADDR --seconds S                   plain UDP, GSO (ceiling)
 //! utpbench udp-recv --bind ADDR --report F                  recvmmsg, counts bytes
 //! ```
@@ -659,35 +660,40 @@ fn io_threads(port: u16) -> Vec<u32> {
     v
 }
 
-fn cmd_scale(a: &Args) {
-    let n = a.num("conns").unwrap_or(100.0) as usize;
-    let total = a.num("total-bytes").unwrap_or(64.0 * 1048576.0) as u64;
-    let per = (total / n as u64).max(4096);
-    let threads = (a.num("threads").unwrap_or(16.0) as usize).clamp(1, n);
-    let timeout = Duration::from_secs_f64(a.num("timeout").unwrap_or(120.0));
+/// A server and a client context on 127.0.0.1 sized for `n` connections.
+fn bind_pair(a: &Args, n: usize) -> (UtpContext, UtpContext) {
     let mut cfg = runtime_config(a);
     cfg.backlog = n + 16;
     cfg.endpoint.max_half_open = n + 16;
     cfg.endpoint.max_connections = 2 * n + 64;
     let server = UtpContext::bind_with_config("127.0.0.1:0".parse().unwrap(), cfg.clone())
         .unwrap_or_else(|e| die(&format!("bind: {e}")));
-    let saddr = server.local_addr().unwrap();
-    let mut ccfg = cfg.clone();
+    let mut ccfg = cfg;
     ccfg.endpoint.accept_incoming = false;
     let client = UtpContext::bind_with_config("127.0.0.1:0".parse().unwrap(), ccfg)
         .unwrap_or_else(|e| die(&format!("bind: {e}")));
-    let cport = client.local_addr().unwrap().port();
-    std::thread::sleep(Duration::from_millis(50));
-    let s_io = io_threads(saddr.port());
-    let c_io = io_threads(cport);
-    if s_io.is_empty() || c_io.is_empty() {
-        die("cannot find the I/O threads by name");
-    }
-    let rss0 = rss_kb();
-    let cpu0 = (thread_cpu(&s_io), thread_cpu(&c_io));
-    let deadline = Instant::now() + timeout;
+    (server, client)
+}
 
-    // Accept everything in the background.
+/// Connected streams of `open_all`: client ends, server ends, when the
+/// clients were connected and when everything was accepted.
+struct Opened {
+    client: Vec<UtpStream>,
+    server: Vec<UtpStream>,
+    connected: Duration,
+    all_up: Duration,
+}
+
+/// `n` connections from `client` to `server`, made from `threads` threads
+/// while the server accepts in the background.
+fn open_all(
+    server: &UtpContext,
+    client: &UtpContext,
+    n: usize,
+    threads: usize,
+    deadline: Instant,
+) -> Result<Opened, String> {
+    let saddr = server.local_addr().unwrap();
     let accepted: Arc<Mutex<Vec<UtpStream>>> = Default::default();
     let acc_th = {
         let (server, accepted) = (server.clone(), accepted.clone());
@@ -709,7 +715,6 @@ fn cmd_scale(a: &Args) {
             Ok(())
         })
     };
-    // Connect from `threads` threads.
     let t0 = Instant::now();
     let mut ths = vec![];
     for k in 0..threads {
@@ -742,17 +747,50 @@ fn cmd_scale(a: &Args) {
     if let Err(e) = acc_res {
         errors.push(e);
     }
-    if !errors.is_empty() {
-        die(&format!(
-            "scale {n}: {} of {n} connected; first error: {}",
-            cstreams.len(),
-            errors[0]
+    if let Some(e) = errors.first() {
+        return Err(format!(
+            "{} of {n} connected; first error: {e}",
+            cstreams.len()
         ));
     }
+    let server = std::mem::take(&mut *accepted.lock().unwrap());
+    Ok(Opened {
+        client: cstreams,
+        server,
+        connected,
+        all_up,
+    })
+}
+
+fn cmd_scale(a: &Args) {
+    let n = a.num("conns").unwrap_or(100.0) as usize;
+    let total = a.num("total-bytes").unwrap_or(64.0 * 1048576.0) as u64;
+    let per = (total / n as u64).max(4096);
+    let threads = (a.num("threads").unwrap_or(16.0) as usize).clamp(1, n);
+    let timeout = Duration::from_secs_f64(a.num("timeout").unwrap_or(120.0));
+    let (server, client) = bind_pair(a, n);
+    let saddr = server.local_addr().unwrap();
+    let cport = client.local_addr().unwrap().port();
+    std::thread::sleep(Duration::from_millis(50));
+    let s_io = io_threads(saddr.port());
+    let c_io = io_threads(cport);
+    if s_io.is_empty() || c_io.is_empty() {
+        die("cannot find the I/O threads by name");
+    }
+    let rss0 = rss_kb();
+    let cpu0 = (thread_cpu(&s_io), thread_cpu(&c_io));
+    let deadline = Instant::now() + timeout;
+    let Opened {
+        client: cstreams,
+        server: sstreams,
+        connected,
+        all_up,
+    } = open_all(&server, &client, n, threads, deadline)
+        .unwrap_or_else(|e| die(&format!("scale {n}: {e}")));
+    let mut errors: Vec<String> = vec![];
     let cpu1 = (thread_cpu(&s_io), thread_cpu(&c_io));
     std::thread::sleep(Duration::from_millis(200));
     let rss1 = rss_kb();
-    let sstreams = std::mem::take(&mut *accepted.lock().unwrap());
 
     // Transfer `per` bytes on every connection, client -> server, with
     // non-blocking round-robin loops on a few threads per side.
@@ -939,6 +977,275 @@ fn cmd_scale(a: &Args) {
     std::process::exit(0);
 }
 
+// ---------------------------------------------------------------- soak
+
+/// What one soak sender worker did.
+struct SoakSent {
+    bytes: u64,
+    streams: Vec<UtpStream>,
+}
+
+/// `soak`: `--conns` connections carry the pattern for `--seconds`, paced
+/// to `--rate-mbit` in all, then end their streams. Every `--sample`
+/// seconds a line of RSS and progress (also to `--csv`). Fails when a byte
+/// is out of place, a connection makes no progress for `--stall` seconds
+/// while data flows, a stream comes up short, or RSS grows by more than
+/// `--max-rss-growth` percent between the end of the first sixth of the
+/// run and its end.
+fn cmd_soak(a: &Args) {
+    let n = (a.num("conns").unwrap_or(1000.0) as usize).max(1);
+    let run = Duration::from_secs_f64(a.num("seconds").unwrap_or(600.0));
+    let rate = a.num("rate-mbit").unwrap_or(200.0) * 1e6 / 8.0;
+    let every = Duration::from_secs_f64(a.num("sample").unwrap_or(10.0));
+    let stall = Duration::from_secs_f64(a.num("stall").unwrap_or(10.0));
+    let max_growth = a.num("max-rss-growth").unwrap_or(25.0);
+    let workers = n.min(4);
+    let (server, client) = bind_pair(a, n);
+    let rss0 = rss_kb();
+    let opened = open_all(
+        &server,
+        &client,
+        n,
+        n.min(16),
+        Instant::now() + Duration::from_secs(120),
+    )
+    .unwrap_or_else(|e| die(&format!("soak: {e}")));
+    let rss_up = rss_kb();
+    let start = Instant::now();
+    let stop_at = start + run;
+    let ms = move || start.elapsed().as_millis() as u64;
+
+    // Receivers: check every byte, note each stream's last progress.
+    let received = Arc::new(AtomicU64::new(0));
+    let last_progress: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    let finished = Arc::new(AtomicU64::new(0));
+    let bad = Arc::new(AtomicBool::new(false));
+    let mut parts: Vec<Vec<(usize, UtpStream)>> = (0..workers).map(|_| vec![]).collect();
+    for (i, s) in opened.server.into_iter().enumerate() {
+        s.set_nonblocking(true).unwrap();
+        parts[i % workers].push((i, s));
+    }
+    let mut rths = vec![];
+    for mut part in parts {
+        let (received, last, finished, bad) = (
+            received.clone(),
+            last_progress.clone(),
+            finished.clone(),
+            bad.clone(),
+        );
+        rths.push(std::thread::spawn(move || -> Result<(), String> {
+            let mut pos = vec![0u64; part.len()];
+            let mut done = vec![false; part.len()];
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut left = part.len();
+            let give_up = stop_at + Duration::from_secs(120);
+            while left > 0 {
+                if Instant::now() > give_up {
+                    return Err(format!("{left} streams did not end"));
+                }
+                let mut progress = false;
+                for (k, (i, s)) in part.iter_mut().enumerate() {
+                    while !done[k] {
+                        match s.read(&mut buf) {
+                            Ok(0) => {
+                                done[k] = true;
+                                left -= 1;
+                                finished.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(m) => {
+                                if !check(&buf[..m], pos[k]) {
+                                    bad.store(true, Ordering::Relaxed);
+                                }
+                                pos[k] += m as u64;
+                                received.fetch_add(m as u64, Ordering::Relaxed);
+                                last[*i].store(ms(), Ordering::Relaxed);
+                                progress = true;
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                            Err(e) => return Err(format!("read: {e}")),
+                        }
+                    }
+                }
+                if !progress {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            Ok(())
+        }));
+    }
+
+    // Senders: paced round robin, then FIN on every stream.
+    let mut parts: Vec<Vec<UtpStream>> = (0..workers).map(|_| vec![]).collect();
+    for (i, s) in opened.client.into_iter().enumerate() {
+        s.set_nonblocking(true).unwrap();
+        parts[i % workers].push(s);
+    }
+    let per_worker = rate / workers as f64;
+    let mut sths = vec![];
+    for mut part in parts {
+        sths.push(std::thread::spawn(move || -> Result<SoakSent, String> {
+            let mut pos = vec![0u64; part.len()];
+            let mut buf = vec![0u8; 16 * 1024];
+            let (mut sent, mut cursor) = (0u64, 0usize);
+            while Instant::now() < stop_at {
+                let allowed = (per_worker * start.elapsed().as_secs_f64()) as u64;
+                if sent >= allowed {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+                // Round robin from where the budget last ran out.
+                for _ in 0..part.len() {
+                    let m = buf.len().min(allowed.saturating_sub(sent) as usize);
+                    if m == 0 {
+                        break;
+                    }
+                    let k = cursor;
+                    cursor = (cursor + 1) % part.len();
+                    fill(&mut buf[..m], pos[k]);
+                    match part[k].write(&buf[..m]) {
+                        Ok(w) => {
+                            pos[k] += w as u64;
+                            sent += w as u64;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(format!("write: {e}")),
+                    }
+                }
+            }
+            for s in &part {
+                s.shutdown(Shutdown::Write)
+                    .map_err(|e| format!("shutdown: {e}"))?;
+            }
+            Ok(SoakSent {
+                bytes: sent,
+                streams: part,
+            })
+        }));
+    }
+
+    // Samples until every stream has ended.
+    let mut csv = a.get("csv").map(|p| {
+        let mut f = std::fs::File::create(p).unwrap_or_else(|e| die(&format!("{p}: {e}")));
+        writeln!(f, "t_s,rss_kb,received_bytes,oldest_progress_ms").unwrap();
+        f
+    });
+    let (mut samples, mut worst_gap, mut next) = (vec![], 0u64, start + every);
+    while finished.load(Ordering::Relaxed) < n as u64
+        && Instant::now() < stop_at + Duration::from_secs(130)
+    {
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        next += every;
+        let now = ms();
+        // Streams still sending that have waited longest for data.
+        let gap = if Instant::now() < stop_at {
+            last_progress
+                .iter()
+                .map(|t| now.saturating_sub(t.load(Ordering::Relaxed)))
+                .max()
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        worst_gap = worst_gap.max(gap);
+        let (rss, got) = (rss_kb(), received.load(Ordering::Relaxed));
+        samples.push((now, rss));
+        eprintln!(
+            "soak: t={:>5.0} s  rss {:>7.1} MiB  received {:>9.1} MiB  oldest progress {gap} ms",
+            now as f64 / 1000.0,
+            rss as f64 / 1024.0,
+            got as f64 / 1048576.0
+        );
+        if let Some(f) = csv.as_mut() {
+            writeln!(f, "{:.1},{rss},{got},{gap}", now as f64 / 1000.0).unwrap();
+        }
+    }
+    let mut errors = vec![];
+    let mut sent = 0u64;
+    let mut keep = vec![];
+    for t in sths {
+        match t.join().unwrap() {
+            Ok(r) => {
+                sent += r.bytes;
+                keep.push(r.streams);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    for t in rths {
+        if let Err(e) = t.join().unwrap() {
+            errors.push(e);
+        }
+    }
+    let (mut rto, mut fast) = (0u64, 0u64);
+    for st in keep.iter().flatten().filter_map(|s| s.stats().ok()) {
+        rto += st.timeout_retransmits;
+        fast += st.fast_retransmits;
+    }
+    let got = received.load(Ordering::Relaxed);
+    // RSS growth from the end of the first sixth of the run (warm-up) to its end.
+    let settled = samples
+        .iter()
+        .find(|(t, _)| *t >= run.as_millis() as u64 / 6)
+        .map_or(rss_up, |s| s.1);
+    let last = samples
+        .iter()
+        .rev()
+        .find(|(t, _)| *t <= run.as_millis() as u64)
+        .map_or(settled, |s| s.1);
+    let growth = (last as f64 - settled as f64) * 100.0 / settled.max(1) as f64;
+    if bad.load(Ordering::Relaxed) {
+        errors.push("a byte out of place".into());
+    }
+    if got != sent {
+        errors.push(format!("sent {sent} bytes, received {got}"));
+    }
+    if worst_gap > stall.as_millis() as u64 {
+        errors.push(format!("a connection made no progress for {worst_gap} ms"));
+    }
+    if growth > max_growth {
+        errors.push(format!("RSS grew {growth:.1} %"));
+    }
+    let mut r = vec![
+        kv("conns", n),
+        kv("seconds", run.as_secs_f64()),
+        kv("rate_mbit_asked", rate * 8.0 / 1e6),
+        kv("bytes_sent", sent),
+        kv("bytes_received", got),
+        kv(
+            "goodput_mbit",
+            format!("{:.1}", got as f64 * 8.0 / run.as_secs_f64() / 1e6),
+        ),
+        kv("timeout_retransmits", rto),
+        kv("fast_retransmits", fast),
+        kv("worst_progress_gap_ms", worst_gap),
+        kv("rss_before_kb", rss0),
+        kv("rss_connected_kb", rss_up),
+        kv("rss_settled_kb", settled),
+        kv("rss_last_kb", last),
+        kv("rss_growth_pct", format!("{growth:.1}")),
+        kv(
+            "idle_bytes_per_conn_end",
+            format!(
+                "{:.0}",
+                (rss_up as f64 - rss0 as f64) * 1024.0 / n as f64 / 2.0
+            ),
+        ),
+        kv(
+            "busy_bytes_per_conn_end",
+            format!(
+                "{:.0}",
+                (last as f64 - rss0 as f64) * 1024.0 / n as f64 / 2.0
+            ),
+        ),
+        kv("ok", if errors.is_empty() { "yes" } else { "no" }),
+    ];
+    if let Some(e) = errors.first() {
+        r.push(kv("error", e));
+    }
+    write_report(a.get("report"), &r);
+    std::process::exit(if errors.is_empty() { 0 } else { 1 });
+}
+
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
     if argv.len() < 2 {
@@ -957,6 +1264,7 @@ fn main() {
         "pp-server" => cmd_pp_server(&a),
         "pp-client" => cmd_pp_client(&a),
         "scale" => cmd_scale(&a),
+        "soak" => cmd_soak(&a),
         "udp-send" => cmd_udp_send(&a),
         "udp-recv" => cmd_udp_recv(&a),
         r => die(&format!("unknown role {r}")),

@@ -399,21 +399,25 @@ impl PyStream {
             return Ok(0);
         }
         if let Ok(ba) = buffer.downcast::<PyByteArray>() {
-            // Wait with the GIL released, then copy with it held: nothing can
-            // resize the bytearray meanwhile.
-            wait_op(
-                py,
-                timeout,
-                |w| self.h().wait(Interest::READABLE, w).map(|_| ()),
-                || None,
-            )?;
-            // SAFETY: the GIL is held and no Python code runs until we return.
-            let dst = unsafe { &mut ba.as_bytes_mut()[..len] };
-            return match self.h().read(dst, Wait::NonBlocking) {
-                Ok(n) => Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-                Err(e) => Err(os_error(&e)),
-            };
+            // Copy with the GIL held (nothing can resize the bytearray
+            // meanwhile); wait with it released only when nothing is there.
+            // Another thread may take the bytes between the wait and the
+            // read: then wait again rather than report end of stream.
+            loop {
+                // SAFETY: the GIL is held and no Python code runs until the read returns.
+                let dst = unsafe { &mut ba.as_bytes_mut()[..len] };
+                match self.h().read(dst, Wait::NonBlocking) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Ok(n) => return Ok(n),
+                    Err(e) => return Err(os_error(&e)),
+                }
+                wait_op(
+                    py,
+                    timeout,
+                    |w| self.h().wait(Interest::READABLE, w).map(|_| ()),
+                    || None,
+                )?;
+            }
         }
         let data = self.recv(py, len as isize, timeout)?;
         let n = data.len()?;

@@ -125,6 +125,40 @@ def test_reader_thread_and_writer_thread_share_one_socket():
         s.close()
 
 
+def test_two_reader_threads_see_end_of_stream_only_at_the_end():
+    # Both readers wake for the same bytes; the one that loses the race
+    # must wait again, not take the empty read for end of stream.
+    server, client, conn = pair()
+    pieces, size = 300, 1000
+    ended = {}
+    shut = threading.Event()
+    got = [0, 0]
+
+    def reader(i):
+        buf = bytearray(4096)
+        while True:
+            n = conn.recv_into(buf)
+            if n == 0:
+                ended[i] = shut.is_set()
+                return
+            got[i] += n
+
+    ts = [threading.Thread(target=reader, args=(i,)) for i in (0, 1)]
+    for t in ts:
+        t.start()
+    for _ in range(pieces):
+        client.sendall(b"x" * size)
+        time.sleep(0.0005)
+    shut.set()
+    client.shutdown(utp.SHUT_WR)
+    for t in ts:
+        t.join(30)
+    assert ended == {0: True, 1: True}
+    assert sum(got) == pieces * size
+    for s in (client, conn, server):
+        s.close()
+
+
 def test_recv_timeout_and_nonblocking():
     server, client, conn = pair()
     with server, client, conn:

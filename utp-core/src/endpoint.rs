@@ -43,6 +43,9 @@ pub struct Transmit {
     /// The whole UDP payload: the uTP header, extensions and data, at most
     /// [`EndpointConfig::max_packet_size`] bytes (as clamped for the connection).
     pub contents: Vec<u8>,
+    /// The connection that sent it; `None` for a RESET answering a packet
+    /// of no known connection (or a datagram the application asked for).
+    pub connection: Option<ConnectionHandle>,
 }
 
 /// Why a connection failed.
@@ -53,7 +56,10 @@ pub enum ConnectionError {
     /// `TimedOut`.)
     Refused,
     /// The connection was reset (RESET from the peer or ICMP unreachable)
-    /// in any state but waiting for our SYN's answer.
+    /// in any state but waiting for our SYN's answer, or, still half-open,
+    /// was evicted by a newer SYN (see [`EndpointConfig::evict_half_open`]).
+    /// A RESET after both FINs were acknowledged ends the stream cleanly
+    /// instead (unless [`EndpointConfig::close_on_fin_acked`]).
     Reset,
     /// Too many retransmission timeouts in a row
     /// ([`MAX_CONSECUTIVE_TIMEOUTS`](crate::connection::MAX_CONSECUTIVE_TIMEOUTS)),
@@ -81,6 +87,14 @@ pub enum Event {
     /// The connection is finished and its handle is no longer valid
     /// (after `close`, once the close handshake or linger ended).
     Closed(ConnectionHandle),
+    /// An incoming connection's peer answered our SYN-ACK (its first DATA
+    /// or FIN): its address is proven, the handshake is complete.
+    Established(ConnectionHandle),
+    /// An ACK of new data brought a one-way delay measurement: our current
+    /// queuing delay estimate in µs (at most the round trip), the value
+    /// LEDBAT acts on. Only with [`EndpointConfig::report_delay_samples`]
+    /// (libutp's `UTP_ON_DELAY_SAMPLE`).
+    DelaySample(ConnectionHandle, u32),
 }
 
 /// Why a stream call failed.
@@ -119,8 +133,16 @@ pub struct EndpointConfig {
     /// ignored (no answer; counted in [`EndpointStats::syns_refused`]).
     pub accept_incoming: bool,
     /// Upper bound on connections still in the handshake (SYN received, no
-    /// data yet); further SYNs are ignored. Default 1024.
+    /// data yet); beyond it a new SYN evicts the oldest of them (see
+    /// `evict_half_open`) or is ignored. Default 4096.
     pub max_half_open: usize,
+    /// At `max_half_open`, a new SYN evicts the oldest half-open connection
+    /// (its application hears `ConnectionReset`) instead of being refused,
+    /// like a SYN cache: under a flood of forged SYNs a real peer, whose
+    /// first packet after our SYN-ACK comes within a round trip, still gets
+    /// in. On by default; the libutp-compatible C ABI turns it off (libutp
+    /// ignores SYNs when full).
+    pub evict_half_open: bool,
     /// Upper bound on connections in total; further SYNs are ignored.
     /// Default 65 536.
     pub max_connections: usize,
@@ -133,7 +155,9 @@ pub struct EndpointConfig {
     /// libutp's close: after `close`, forget the connection as soon as our
     /// FIN is acknowledged instead of also waiting for the peer's FIN (a
     /// later FIN from the peer then gets a RESET), and close a connection
-    /// still in the handshake silently. For the libutp-compatible C ABI.
+    /// still in the handshake silently; and, as libutp, report every RESET
+    /// for a live connection as an error, even once both FINs were
+    /// acknowledged. For the libutp-compatible C ABI.
     pub close_on_fin_acked: bool,
     /// After the SYN-ACK, send an empty DATA when the application has
     /// nothing queued: a libutp acceptor cannot send before the initiator's
@@ -156,6 +180,10 @@ pub struct EndpointConfig {
     /// and bounds how long a receive-only side waits for a vanished peer.
     /// The libutp-compatible C ABI turns it off (libutp has no such limit).
     pub idle_timeout_us: u64,
+    /// Emit [`Event::DelaySample`] for every ACK of new data that carries a
+    /// delay measurement. Off by default (one event per ACK); the C ABI
+    /// turns it on for `UTP_ON_DELAY_SAMPLE`.
+    pub report_delay_samples: bool,
 }
 
 impl Default for EndpointConfig {
@@ -167,7 +195,10 @@ impl Default for EndpointConfig {
             congestion: CongestionKind::Ledbat,
             max_packet_size: 1420,
             accept_incoming: true,
-            max_half_open: 1024,
+            // ~2 KB each: 9 MB at most; at 100,000 forged SYNs/s a real
+            // peer has 40 ms to answer our SYN-ACK before eviction.
+            max_half_open: 4096,
+            evict_half_open: true,
             max_connections: 65536,
             linger_us: 30_000_000,
             connect_timeout_us: 21_000_000,
@@ -175,6 +206,7 @@ impl Default for EndpointConfig {
             announce_on_connect: true,
             reset_data_after_close: true,
             idle_timeout_us: 60_000_000,
+            report_delay_samples: false,
         }
     }
 }
@@ -219,6 +251,8 @@ pub struct EndpointStats {
     pub syns_refused: u64,
     /// SYNs whose connection id collided with an unrelated connection.
     pub id_collisions: u64,
+    /// Half-open connections evicted to make room for a newer SYN.
+    pub half_open_evicted: u64,
 }
 
 /// One UDP port's worth of uTP connections, sans-IO.
@@ -290,6 +324,10 @@ pub struct EndpointStats {
 /// assert_eq!(b.peer_addr(hb.unwrap()), Some(addr_a));
 /// assert_eq!(a.stats(ha).unwrap().bytes_sent, 5);
 /// ```
+///
+/// A real program sleeps until [`Endpoint::poll_timeout`] or the next
+/// datagram, whichever comes first; `runtime` does exactly that on its I/O
+/// thread.
 pub struct Endpoint {
     config: EndpointConfig,
     rng: ChaCha8Rng,
@@ -302,6 +340,9 @@ pub struct Endpoint {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     half_open: usize,
+    /// Half-open connections, oldest first (may hold handles that since
+    /// completed or died: skipped when met).
+    half_open_order: VecDeque<usize>,
     accept_filter: Option<AcceptFilter>,
     /// RESETs sent lately, by (peer, connection id, seq): when. Each key
     /// is answered once per `RESET_MEMORY_US`.
@@ -349,6 +390,7 @@ impl Endpoint {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             half_open: 0,
+            half_open_order: VecDeque::new(),
             accept_filter: None,
             reset_records: HashMap::new(),
             reset_order: VecDeque::new(),
@@ -398,6 +440,7 @@ impl Endpoint {
             announce_on_connect: c.announce_on_connect,
             reset_data_after_close: c.reset_data_after_close,
             idle_timeout_us: c.idle_timeout_us,
+            report_delay_samples: c.report_delay_samples,
         }
     }
 
@@ -466,18 +509,54 @@ impl Endpoint {
                 return DatagramKind::Utp;
             }
         };
-        let id = pkt.header.connection_id;
-        match pkt.header.packet_type {
-            PacketType::Syn => self.on_syn(now_us, remote, &pkt),
-            PacketType::Reset => self.on_reset(now_us, remote, id),
-            _ => match self.by_key.get(&(remote, id)).copied() {
-                Some(h) => {
-                    self.with_conn(h, now_us, |c, io| c.handle_packet(io, &pkt, data.len()));
-                }
-                None => self.send_reset(now_us, remote, &pkt.header),
-            },
+        let target = self.route(remote, &pkt.header);
+        match (pkt.header.packet_type, target) {
+            (PacketType::Syn, _) => self.on_syn(now_us, remote, &pkt),
+            (PacketType::Reset, Some(h)) => {
+                self.with_conn(h, now_us, |c, io| c.on_reset(io));
+            }
+            (PacketType::Reset, None) => {}
+            (_, Some(h)) => {
+                self.with_conn(h, now_us, |c, io| c.handle_packet(io, &pkt, data.len()));
+            }
+            (_, None) => self.send_reset(now_us, remote, &pkt.header),
         }
         DatagramKind::Utp
+    }
+
+    /// The connection a received datagram belongs to, matched exactly as
+    /// [`Endpoint::handle_datagram`] will match it (a SYN: the connection it
+    /// already made, if retransmitted). For front ends that account per
+    /// connection (the C ABI's statistics callbacks) without a second copy
+    /// of the rules.
+    pub fn connection_for(&self, remote: SocketAddr, data: &[u8]) -> Option<ConnectionHandle> {
+        let header = Header::parse(data).ok()?;
+        self.route(canonical(remote), &header).map(ConnectionHandle)
+    }
+
+    /// The connection a datagram of ours quoted by an ICMP error belongs to
+    /// (`dest`: where it was sent), as the ICMP handlers match it.
+    pub fn connection_for_sent(&self, dest: SocketAddr, quoted: &[u8]) -> Option<ConnectionHandle> {
+        self.match_quoted(dest, quoted).map(ConnectionHandle)
+    }
+
+    /// The one routing rule for received packets. A RESET carries the id of
+    /// the side that sent it, which may be either of ours (libutp resets
+    /// with the id of the packet it answers): the neighbouring ids match
+    /// too, when the connection's send id agrees.
+    fn route(&self, remote: SocketAddr, h: &Header) -> Option<usize> {
+        let id = h.connection_id;
+        match h.packet_type {
+            PacketType::Syn => self.by_key.get(&(remote, id.wrapping_add(1))).copied(),
+            PacketType::Reset => [id, id.wrapping_add(1), id.wrapping_sub(1)]
+                .into_iter()
+                .enumerate()
+                .find_map(|(i, recv_id)| {
+                    let &h = self.by_key.get(&(remote, recv_id))?;
+                    (i == 0 || self.conns[&h].conn.send_id == id).then_some(h)
+                }),
+            _ => self.by_key.get(&(remote, id)).copied(),
+        }
     }
 
     fn on_syn(&mut self, now_us: u64, remote: SocketAddr, syn: &Packet<'_>) {
@@ -493,9 +572,12 @@ impl Endpoint {
             }
             return;
         }
-        if !self.config.accept_incoming
-            || self.half_open >= self.config.max_half_open
-            || self.conns.len() >= self.config.max_connections
+        if !self.config.accept_incoming || self.conns.len() >= self.config.max_connections {
+            self.stats.syns_refused += 1;
+            return;
+        }
+        if self.half_open >= self.config.max_half_open
+            && !(self.config.evict_half_open && self.evict_oldest_half_open(now_us))
         {
             self.stats.syns_refused += 1;
             return;
@@ -527,19 +609,75 @@ impl Endpoint {
             },
         );
         self.after(h);
+        self.note_half_open(h);
     }
 
-    fn on_reset(&mut self, now_us: u64, remote: SocketAddr, id: u16) {
-        let candidates = [id, id.wrapping_add(1), id.wrapping_sub(1)];
-        for (i, recv_id) in candidates.into_iter().enumerate() {
-            let Some(&h) = self.by_key.get(&(remote, recv_id)) else {
-                continue;
-            };
-            let conn = &self.conns[&h].conn;
-            if i == 0 || conn.send_id == id {
-                self.with_conn(h, now_us, |c, io| c.on_reset(io));
-                return;
+    /// Remember `h` as the newest half-open connection. Handles that left
+    /// the handshake are dropped from the front as they are met, and the
+    /// whole list is swept when it grows past a few times the cap, so it
+    /// stays within a constant factor of `max_half_open`.
+    fn note_half_open(&mut self, h: usize) {
+        self.half_open_order.push_back(h);
+        let live = |conns: &HashMap<usize, Entry>, h: &usize| {
+            conns
+                .get(h)
+                .is_some_and(|e| e.conn.state() == State::SynRecv)
+        };
+        while let Some(front) = self.half_open_order.front() {
+            if live(&self.conns, front) {
+                break;
             }
+            self.half_open_order.pop_front();
+        }
+        if self.half_open_order.len() > 4 * self.config.max_half_open.max(16) {
+            let conns = &self.conns;
+            self.half_open_order.retain(|h| live(conns, h));
+        }
+    }
+
+    /// Fail the oldest half-open connection to make room for a new SYN.
+    /// False if there was none.
+    fn evict_oldest_half_open(&mut self, now_us: u64) -> bool {
+        while let Some(h) = self.half_open_order.pop_front() {
+            let half_open = self
+                .conns
+                .get(&h)
+                .is_some_and(|e| e.conn.state() == State::SynRecv);
+            if half_open {
+                self.stats.half_open_evicted += 1;
+                self.with_conn(h, now_us, |c, io| c.evict(io));
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Forget connection `h` at once, sending nothing (no RESET: under a
+    /// SYN flood it would go to a forged address); `Closed` follows. For a
+    /// front end that drops a connection nobody accepted.
+    pub fn discard(&mut self, now_us: u64, h: ConnectionHandle) {
+        if self.conns.contains_key(&h.0) {
+            self.with_conn(h.0, now_us, |c, io| c.discard(io));
+        }
+    }
+
+    /// Forget every connection the application closed while it was still in
+    /// the handshake without having written to it: the peer never answered
+    /// and there is nothing to deliver (for a front end shutting down).
+    pub fn discard_closed_half_open(&mut self, now_us: u64) {
+        let closed: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, e)| {
+                e.conn.state() == State::SynRecv
+                    && e.conn.app_closed()
+                    && e.conn.send.unsent_bytes() == 0
+                    && e.conn.send.bytes_in_flight() == 0
+            })
+            .map(|(h, _)| *h)
+            .collect();
+        for h in closed {
+            self.with_conn(h, now_us, |c, io| c.discard(io));
         }
     }
 
@@ -578,6 +716,7 @@ impl Endpoint {
         self.transmits.push_back(Transmit {
             destination: remote,
             contents,
+            connection: None,
         });
     }
 
@@ -685,6 +824,16 @@ impl Endpoint {
             let key = (entry.conn.remote, entry.conn.recv_id);
             if self.by_key.get(&key) == Some(&h) {
                 self.by_key.remove(&key);
+            }
+            // Entries of connections that are gone wait in the heap for
+            // their deadline; when connections come and go fast (a SYN
+            // flood) sweep them, so the heap stays a few entries per
+            // connection (amortised constant time).
+            if self.timers.len() > 4 * self.conns.len() + 1024 {
+                let conns = &self.conns;
+                self.timers.retain(|Reverse((t, h))| {
+                    conns.get(h).is_some_and(|e| e.scheduled == Some(*t))
+                });
             }
             return;
         }
@@ -1384,8 +1533,10 @@ mod tests {
 
     #[test]
     fn half_open_connections_are_capped_and_duplicate_syn_is_answered() {
+        // libutp's way (the C ABI): at the cap, new SYNs are refused.
         let cfg = EndpointConfig {
             max_half_open: 8,
+            evict_half_open: false,
             ..EndpointConfig::default()
         };
         let mut e = Endpoint::new(cfg, 9);
@@ -1552,6 +1703,210 @@ mod tests {
         assert!(
             p.events_a
                 .contains(&Event::Error(ha, ConnectionError::Reset)),
+            "{:?}",
+            p.events_a
+        );
+        // libutp's semantics (the C ABI) report that RESET, as libutp does.
+        let libutp = EndpointConfig {
+            close_on_fin_acked: true,
+            ..EndpointConfig::default()
+        };
+        let mut p = pair_with(libutp.clone(), libutp);
+        let (ha, hb) = establish(&mut p);
+        p.a.shutdown_write(p.now, ha).unwrap();
+        p.b.shutdown_write(p.now, hb).unwrap();
+        p.run_for(1_000_000);
+        assert!(p.a.fin_acked(ha) && p.b.fin_acked(hb));
+        p.b.reset(p.now, hb);
+        for _ in 0..10 {
+            p.step();
+        }
+        assert!(
+            p.events_a
+                .contains(&Event::Error(ha, ConnectionError::Reset)),
+            "{:?}",
+            p.events_a
+        );
+    }
+
+    #[test]
+    fn datagrams_name_their_connection_both_ways() {
+        let mut p = Pair::new();
+        let (ha, hb) = establish(&mut p);
+        p.a.write(p.now, ha, b"whose?").unwrap();
+        let t = p.a.poll_transmit().expect("the data goes out at once");
+        assert_eq!(t.connection, Some(ha));
+        // The receiver matches it as it will route it.
+        let a: SocketAddr = A.parse().unwrap();
+        assert_eq!(p.b.connection_for(a, &t.contents), Some(hb));
+        assert_eq!(p.b.connection_for(B.parse().unwrap(), &t.contents), None);
+        assert_eq!(p.b.connection_for(a, b"not utp"), None);
+        // An ICMP error quoting it is put down to the sender's connection.
+        assert_eq!(
+            p.a.connection_for_sent(B.parse().unwrap(), &t.contents),
+            Some(ha)
+        );
+        // A RESET for no connection belongs to none.
+        let mut stray = t.contents.clone();
+        stray[2] ^= 0x55;
+        p.b.handle_datagram(p.now, a, &stray);
+        let reset =
+            p.b.poll_transmit()
+                .expect("RESET for an unknown connection");
+        assert_eq!(reset.connection, None);
+    }
+
+    #[test]
+    fn delay_samples_are_events_only_when_asked_for() {
+        let samples = |on: bool| {
+            let cfg = EndpointConfig {
+                report_delay_samples: on,
+                ..EndpointConfig::default()
+            };
+            let mut p = pair_with(cfg.clone(), cfg);
+            let (ha, _) = establish(&mut p);
+            for _ in 0..5 {
+                p.a.write(p.now, ha, &[7u8; 500]).unwrap();
+                p.run_for(100_000);
+            }
+            p.events_a
+                .iter()
+                .filter(|e| matches!(e, Event::DelaySample(h, _) if *h == ha))
+                .count()
+        };
+        assert!(samples(true) >= 5);
+        assert_eq!(samples(false), 0);
+    }
+
+    #[test]
+    fn a_real_peer_connects_through_a_flood_of_forged_syns() {
+        // 100,000 forged SYNs per second from random addresses for 3 s
+        // (simulated time); a real peer connects at 1 s. Before half-open
+        // eviction, the forged SYNs held every slot for the connect timeout
+        // and the real SYN was refused.
+        use rand::{Rng, SeedableRng};
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let syn = |id: u16, seq: u16| {
+            let mut v = Vec::new();
+            Header {
+                packet_type: PacketType::Syn,
+                connection_id: id,
+                timestamp_us: 1,
+                timestamp_diff_us: 0,
+                wnd_size: 65535,
+                seq_nr: seq,
+                ack_nr: 0,
+            }
+            .encode(None, &[], &mut v);
+            v
+        };
+        let a_addr: SocketAddr = A.parse().unwrap();
+        let b_addr: SocketAddr = B.parse().unwrap();
+        let mut a = Endpoint::new(EndpointConfig::default(), 1);
+        let mut b = Endpoint::new(EndpointConfig::default(), 2);
+        // One-way delay 2 ms: the real peer's answer comes 4 ms after our
+        // SYN-ACK, while 100 forged SYNs arrive every ms.
+        let delay = 2_000u64;
+        let mut wire: VecDeque<(u64, bool, Vec<u8>)> = VecDeque::new(); // (arrival, to_b, bytes)
+        let (mut ha, mut connected_after) = (None, None);
+        let (mut max_conns, mut max_timers) = (0, 0);
+        for ms in 0..3_000u64 {
+            let now = ms * 1_000;
+            for _ in 0..100 {
+                let from = SocketAddr::from((rng.gen::<[u8; 4]>(), rng.gen::<u16>()));
+                b.handle_datagram(now, from, &syn(rng.gen(), rng.gen()));
+            }
+            if ms == 1_000 {
+                ha = Some(a.connect(now, b_addr));
+            }
+            while wire.front().is_some_and(|d| d.0 <= now) {
+                let (_, to_b, bytes) = wire.pop_front().unwrap();
+                if to_b {
+                    b.handle_datagram(now, a_addr, &bytes);
+                } else {
+                    a.handle_datagram(now, b_addr, &bytes);
+                }
+            }
+            for e in [&mut a, &mut b] {
+                e.flush_acks(now);
+                e.handle_timeout(now);
+            }
+            while let Some(t) = a.poll_transmit() {
+                wire.push_back((now + delay, true, t.contents));
+            }
+            // Forged addresses never answer: their SYN-ACKs go nowhere.
+            while let Some(t) = b.poll_transmit() {
+                if t.destination == a_addr {
+                    wire.push_back((now + delay, false, t.contents));
+                }
+            }
+            while let Some(ev) = a.poll_event() {
+                if Some(ev) == ha.map(Event::Connected) && connected_after.is_none() {
+                    connected_after = Some(ms - 1_000);
+                }
+            }
+            // The application closes what failed (evicted, timed out).
+            while let Some(ev) = b.poll_event() {
+                if let Event::Error(h, _) = ev {
+                    b.close(now, h);
+                }
+            }
+            max_conns = max_conns.max(b.connection_count());
+            max_timers = max_timers.max(b.timer_entries());
+        }
+        let p_b_stats = b.endpoint_stats().clone();
+        let after = connected_after.expect("the real peer connected");
+        assert!(after <= 1_000, "connected {after} ms after its SYN");
+        assert!(p_b_stats.half_open_evicted > 250_000, "{p_b_stats:?}");
+        // Bounded: the half-open cap (plus failed ones the application is
+        // about to close), and timers for a few per connection.
+        let cap = EndpointConfig::default().max_half_open;
+        assert!(max_conns <= cap + 2, "{max_conns} connections");
+        assert!(
+            max_timers <= 4 * (cap + 2) + 1024,
+            "{max_timers} timer entries"
+        );
+    }
+
+    #[test]
+    fn absurd_settings_saturate_instead_of_wrapping() {
+        // Timeouts near u64::MAX once wrapped (a linger that expired at
+        // once, a connect that timed out at once) and a 4 GiB receive
+        // buffer advertised a window of 0 (4 GiB as u32), which stalled
+        // the transfer for good.
+        let cfg = EndpointConfig {
+            recv_buffer: 4 << 30,
+            linger_us: u64::MAX,
+            connect_timeout_us: u64::MAX,
+            idle_timeout_us: u64::MAX,
+            ..EndpointConfig::default()
+        };
+        let mut p = pair_with(cfg.clone(), cfg);
+        let (ha, hb) = establish(&mut p);
+        assert_eq!(p.a.stats(ha).unwrap().peer_window, u32::MAX as u64);
+        let data = vec![9u8; 300_000];
+        let mut off = 0;
+        while off < data.len() {
+            off += p.a.write(p.now, ha, &data[off..]).unwrap_or(0);
+            p.run_for(10_000);
+        }
+        p.a.close(p.now, ha);
+        p.run_for(2_000_000);
+        let mut got = 0;
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n) = p.b.read(p.now, hb, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            got += n;
+        }
+        assert_eq!(got, data.len());
+        assert!(
+            p.a.fin_acked(ha),
+            "the close lingers until the FIN is acknowledged"
+        );
+        assert!(
+            !p.events_a.iter().any(|e| matches!(e, Event::Error(..))),
             "{:?}",
             p.events_a
         );

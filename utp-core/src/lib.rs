@@ -58,6 +58,8 @@ pub mod packet;
 pub mod rtt;
 pub mod runtime;
 pub mod seq;
+// Test tooling behind the `sim` feature (the crate's own tests and the
+// benchmarks turn it on), left out of the library C programs link.
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod stats;

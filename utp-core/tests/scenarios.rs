@@ -201,13 +201,15 @@ fn ten_mbit(queue_ms: u64) -> LinkConfig {
 }
 
 /// Run a bidirectional transfer over links with impairments in both
-/// directions and check both streams byte by byte.
+/// directions, check both streams byte by byte, and require the summed
+/// goodput of both directions to reach `min_mbps`.
 fn impaired_transfer(
     name: &str,
     default_seed: u64,
     link: LinkConfig,
     bytes: u64,
     deadline: u64,
+    min_mbps: f64,
 ) -> Pair {
     let seed = sim::seed_from_env(default_seed);
     let mut p = Pair::new(seed, link.clone(), link);
@@ -216,6 +218,12 @@ fn impaired_transfer(
     assert_exact(name, &p.net, p.flow_a(), bytes);
     let thr = transfer_rate(p.flow_b()) + transfer_rate(p.flow_a());
     summary(name, &p.net, thr, p.ab, 0, u64::MAX, p.wall);
+    assert!(
+        thr >= min_mbps * 1e6,
+        "{name}: seed {seed}: goodput {:.2} Mbit/s below {min_mbps} Mbit/s\n{}",
+        thr / 1e6,
+        p.net.describe()
+    );
     p
 }
 
@@ -339,6 +347,8 @@ fn loss_1_percent() {
         ten_mbit(100).loss(0.01),
         2 * MB,
         secs(120),
+        // Measured 5.06 Mbit/s both ways together (2026-12-05); ~60% of it.
+        3.0,
     );
 }
 
@@ -350,6 +360,8 @@ fn loss_5_percent() {
         ten_mbit(100).loss(0.05),
         MB,
         secs(180),
+        // Measured 2.12 Mbit/s both ways together (2026-12-05); ~60% of it.
+        1.2,
     );
 }
 
@@ -361,6 +373,8 @@ fn loss_20_percent() {
         ten_mbit(100).loss(0.20),
         256 * KB,
         secs(600),
+        // Measured 0.42 Mbit/s both ways together (2026-12-05); ~60% of it.
+        0.2,
     );
 }
 
@@ -373,6 +387,8 @@ fn burst_loss() {
         ten_mbit(100).burst_loss(0.01, 0.3, 0.8),
         MB,
         secs(180),
+        // Measured 7.61 Mbit/s both ways together (2026-12-05); ~60% of it.
+        4.5,
     );
 }
 
@@ -385,6 +401,8 @@ fn reordering() {
         ten_mbit(100).reorder(0.10, millis(30)),
         2 * MB,
         secs(120),
+        // Measured 2.80 Mbit/s both ways together (2026-12-05); ~60% of it.
+        1.6,
     );
     assert!(p.net.link(p.ab).stats().reordered > 100);
 }
@@ -397,6 +415,8 @@ fn duplication() {
         ten_mbit(100).duplicate(0.05),
         2 * MB,
         secs(120),
+        // Measured 10.00 Mbit/s both ways together (2026-12-05); ~60% of it.
+        6.0,
     );
     let dup_rx: u64 = [p.flow_a(), p.flow_b()]
         .iter()
@@ -413,7 +433,8 @@ fn everything_at_once() {
         .burst_loss(0.005, 0.3, 0.7)
         .reorder(0.05, millis(20))
         .duplicate(0.02);
-    impaired_transfer("everything_at_once", 0xA11, link, MB, secs(300));
+    // Measured 2.64 Mbit/s both ways together (2026-12-05); ~60% of it.
+    impaired_transfer("everything_at_once", 0xA11, link, MB, secs(300), 1.5);
 }
 
 /// A filter that corrupts a fraction `p` of the datagrams in ways every uTP
@@ -1423,12 +1444,17 @@ fn close_under_loss() {
         *outcomes
             .entry(format!("a:{} b:{}", desc(p.flow_a()), desc(p.flow_b())))
             .or_insert(0) += 1;
-        // Data was complete, so the only acceptable error is the libutp-style
-        // teardown RESET (one side already gone when the other's FIN came).
+        // assert_exact has required no error on either side: both must
+        // have finished their close, and promptly once the data was in (a
+        // few RTOs at 5 % loss, not the 30 s linger).
         for f in [p.flow_a(), p.flow_b()] {
+            let (Some(eof), Some(closed)) = (f.eof_at, f.closed_at) else {
+                panic!("{name}: seed {seed}: not closed: {f}");
+            };
+            let took = closed.saturating_sub(eof);
             assert!(
-                matches!(f.error, None | Some((_, ConnectionError::Reset))),
-                "{name}: seed {seed}: {f}"
+                took <= secs(10),
+                "{name}: seed {seed}: close took {took} µs after EOF: {f}"
             );
         }
     }
@@ -1827,4 +1853,55 @@ fn receive_only_side_detects_a_vanished_peer() {
     );
     assert_eq!(err, ConnectionError::TimedOut, "{name}: seed {seed}");
     assert!(t <= vanished_at + idle, "{name}: seed {seed}: after {t}");
+}
+
+/// 10 % random loss each way with 2 % duplication and reordering on a fast,
+/// short path (what `scripts/test-matrix.sh` runs through its lossy relay):
+/// most losses are recovered by fast retransmits and tail-loss probes (up
+/// to 3 in a row), not by the retransmission timer. Measured on the 10
+/// default seeds: 41 timeouts in all, slowest 2 MB transfer 3.74 s (30
+/// seeds: 115, 3.85 s). Bounds with margin; a regression guard for the
+/// probe logic.
+#[test]
+fn random_loss_is_recovered_mostly_without_timeouts() {
+    let name = "random_loss_is_recovered_mostly_without_timeouts";
+    let wall = Instant::now();
+    let (mut timeouts, mut slowest) = (0, 0u64);
+    for seed in sweep_seeds(0x10_55, 10) {
+        let link = LinkConfig::new()
+            .mbps(1000.0)
+            .delay_us(50)
+            .queue_ms(50)
+            .loss(0.10)
+            .duplicate(0.02)
+            .reorder(0.02, 100);
+        let mut p = Pair::new(seed, link.clone(), link);
+        let bytes = 2 * MB;
+        p.net.accept_with(p.b, FlowPlan::sink());
+        p.net.connect(p.a, sim::addr(2), FlowPlan::send(bytes));
+        let b = p.b;
+        p.net
+            .run_until_done(secs(60), |n| {
+                n.peer(b)
+                    .flows
+                    .first()
+                    .is_some_and(|f| f.eof_at.is_some() || f.error.is_some())
+            })
+            .unwrap_or_else(|e| panic!("{name}: seed {seed}: {e}"));
+        assert_exact(name, &p.net, p.flow_b(), bytes);
+        let fb = p.flow_b();
+        let took = fb.eof_at.unwrap() - fb.started_at;
+        slowest = slowest.max(took);
+        timeouts += p.flow_a().stats.as_ref().map_or(0, |s| s.timeouts);
+        assert!(took <= secs(6), "{name}: seed {seed}: took {took} µs");
+    }
+    assert!(
+        timeouts <= 70,
+        "{name}: {timeouts} retransmission timeouts over 10 seeds"
+    );
+    println!(
+        "SUMMARY {name:<34} timeouts={timeouts} slowest={:.2}s wall={}ms",
+        slowest as f64 / 1e6,
+        wall.elapsed().as_millis()
+    );
 }

@@ -7,7 +7,6 @@ use std::collections::VecDeque;
 
 // Keys come from the network: foldhash is fast and seeded per map.
 use foldhash::HashMap;
-use std::net::SocketAddr;
 use std::os::raw::{c_int, c_void};
 
 use utp_core::{ConnectionHandle, Endpoint, EndpointConfig, Event};
@@ -61,10 +60,6 @@ pub(crate) struct CtxState {
     pub all: HashMap<usize, &'static Socket>,
     /// Sockets known to the engine.
     pub by_handle: HashMap<ConnectionHandle, &'static Socket>,
-    /// (peer, receive connection id) -> socket: what incoming packets carry.
-    pub by_recv: HashMap<(SocketAddr, u16), &'static Socket>,
-    /// (peer, send connection id) -> socket: what our packets carry.
-    pub by_send: HashMap<(SocketAddr, u16), &'static Socket>,
     /// Events taken from the engine, not yet delivered.
     pub pending: VecDeque<Pending>,
 }
@@ -178,6 +173,8 @@ impl Context {
             max_packet_size: mtu,
             // libutp ignores SYNs once it holds more than 3000 sockets.
             max_connections: 3001,
+            // ... and never drops a half-open socket for a newer SYN.
+            evict_half_open: false,
             // libutp's close: a closed socket is destroyed once its FIN is
             // acknowledged; a later FIN from the peer is answered with RESET
             // (the peer sees ON_ERROR(ECONNRESET), contract 8.5).
@@ -189,6 +186,8 @@ impl Context {
             reset_data_after_close: false,
             // libutp has no idle timeout: a silent peer is waited for forever.
             idle_timeout_us: 0,
+            // UTP_ON_DELAY_SAMPLE (dropped when no callback is set).
+            report_delay_samples: true,
             ..EndpointConfig::default()
         }
     }

@@ -28,7 +28,6 @@ use crate::wire;
 pub(crate) struct AcceptInfo {
     pub sock: &'static Socket,
     pub peer: SocketAddr,
-    pub syn_connid: u16,
     pub from: *const sockaddr,
     pub fromlen: socklen_t,
 }
@@ -61,23 +60,16 @@ impl Context {
         self.state.try_borrow().ok()?.by_handle.get(&h).copied()
     }
 
-    /// Bind `s` to engine connection `h` and index it by its connection ids.
-    pub(crate) fn register(
-        &self,
-        s: &'static Socket,
-        h: ConnectionHandle,
-        peer: SocketAddr,
-        recv_id: u16,
-        send_id: u16,
-    ) {
+    /// Bind `s` to engine connection `h`. Its receive id, read from the
+    /// connection itself (never from a queued packet: from inside a
+    /// callback the queue may start with another connection's), is kept
+    /// for log lines.
+    pub(crate) fn register(&self, s: &'static Socket, h: ConnectionHandle, peer: SocketAddr) {
         s.handle.set(Some(h));
         s.peer.set(Some(peer));
-        s.recv_id.set(recv_id);
-        s.send_id.set(send_id);
-        let mut st = self.state.borrow_mut();
-        st.by_handle.insert(h, s);
-        st.by_recv.insert((peer, recv_id), s);
-        st.by_send.insert((peer, send_id), s);
+        let ids = self.with_engine(|e| e.connection(h).map(|c| c.ids()));
+        s.recv_id.set(ids.flatten().map_or(0, |(recv, _)| recv));
+        self.state.borrow_mut().by_handle.insert(h, s);
     }
 
     /// Drop every index entry of `s` and turn it into a tombstone (no callback).
@@ -88,16 +80,6 @@ impl Context {
             if let Some(h) = s.handle.get() {
                 if st.by_handle.get(&h).is_some_and(|x| std::ptr::eq(*x, s)) {
                     st.by_handle.remove(&h);
-                }
-            }
-            if let Some(peer) = s.peer.get() {
-                let rk = (peer, s.recv_id.get());
-                if st.by_recv.get(&rk).is_some_and(|x| std::ptr::eq(*x, s)) {
-                    st.by_recv.remove(&rk);
-                }
-                let sk = (peer, s.send_id.get());
-                if st.by_send.get(&sk).is_some_and(|x| std::ptr::eq(*x, s)) {
-                    st.by_send.remove(&sk);
                 }
             }
         }
@@ -161,15 +143,10 @@ impl Context {
         }
     }
 
-    /// The socket a datagram we send belongs to (for OVERHEAD statistics).
+    /// The socket a datagram we send belongs to (for OVERHEAD statistics):
+    /// the engine names the connection that sent it.
     fn outgoing_socket(&self, t: &Transmit) -> Option<&'static Socket> {
-        let (ty, connid) = wire::type_and_connid(&t.contents)?;
-        let st = self.state.try_borrow().ok()?;
-        match ty {
-            wire::ST_SYN => st.by_recv.get(&(t.destination, connid)).copied(),
-            wire::ST_RESET => None,
-            _ => st.by_send.get(&(t.destination, connid)).copied(),
-        }
+        self.socket_of(t.connection?)
     }
 
     pub(crate) fn send_transmit(&self, t: Transmit) {
@@ -254,8 +231,7 @@ impl Context {
                     let Some(info) = accept.as_mut().and_then(|a| a.take()) else {
                         continue; // not ours to announce (cannot happen)
                     };
-                    let recv_id = info.syn_connid.wrapping_add(1);
-                    self.register(info.sock, h, info.peer, recv_id, info.syn_connid);
+                    self.register(info.sock, h, info.peer);
                     Pending::Accept(h, info.from, info.fromlen)
                 }
                 Event::Closed(h) => {
@@ -331,7 +307,9 @@ impl Context {
             | Event::Writable(h)
             | Event::Eof(h)
             | Event::Error(h, _)
-            | Event::Closed(h) => h,
+            | Event::Closed(h)
+            | Event::Established(h)
+            | Event::DelaySample(h, _) => h,
         };
         let Some(s) = self.socket_of(h) else {
             return;
@@ -376,6 +354,12 @@ impl Context {
             }
             Event::Closed(_) => {
                 s.engine_closed.set(true);
+            }
+            // libutp announced the socket at its SYN already.
+            Event::Established(_) => {}
+            Event::DelaySample(_, us) => {
+                let ms = (us / 1000) as std::os::raw::c_int;
+                self.invoke(UTP_ON_DELAY_SAMPLE, Some(s), |a| a.u1.sample_ms = ms);
             }
         }
     }

@@ -15,20 +15,11 @@ use crate::types::*;
 use crate::wire;
 
 impl Context {
-    /// The socket an incoming packet is for, matched as libutp does
-    /// (RESETs also match the neighbouring ids when the send id agrees).
-    fn incoming_socket(&self, ty: u8, peer: SocketAddr, connid: u16) -> Option<&'static Socket> {
-        let st = self.state.try_borrow().ok()?;
-        match ty {
-            wire::ST_SYN => st.by_recv.get(&(peer, connid.wrapping_add(1))).copied(),
-            wire::ST_RESET => st.by_recv.get(&(peer, connid)).copied().or_else(|| {
-                [connid.wrapping_add(1), connid.wrapping_sub(1)]
-                    .into_iter()
-                    .filter_map(|r| st.by_recv.get(&(peer, r)).copied())
-                    .find(|s| s.send_id.get() == connid)
-            }),
-            _ => st.by_recv.get(&(peer, connid)).copied(),
-        }
+    /// The socket an incoming packet is for: the engine's own routing rule
+    /// (libutp's, RESETs matching the neighbouring ids too).
+    fn incoming_socket(&self, peer: SocketAddr, data: &[u8]) -> Option<&'static Socket> {
+        let h = self.with_engine(|e| e.connection_for(peer, data))??;
+        self.socket_of(h)
     }
 
     /// `utp_process_udp` after argument checks.
@@ -39,12 +30,12 @@ impl Context {
         from: *const sockaddr,
         fromlen: socklen_t,
     ) {
-        let Some((ty, connid)) = wire::type_and_connid(data) else {
+        let Some((ty, _)) = wire::type_and_connid(data) else {
             return;
         };
         self.ensure_engine();
         let now = self.now_us(None);
-        let known = self.incoming_socket(ty, peer, connid);
+        let known = self.incoming_socket(peer, data);
 
         // A SYN for a new connection: ON_ACCEPT must be set, ON_FIREWALL may refuse.
         // Decided here, before the engine runs, so the callbacks run with no borrow held.
@@ -71,15 +62,10 @@ impl Context {
             accept = Some(AcceptInfo {
                 sock,
                 peer,
-                syn_connid: connid,
                 from,
                 fromlen,
             });
         }
-
-        let watch =
-            known.filter(|_| self.has_callback(UTP_ON_DELAY_SAMPLE) && ty != wire::ST_RESET);
-        let before = watch.and_then(|s| s.engine_stats(self));
 
         if self
             .with_engine(|e| e.handle_datagram(now, peer, data))
@@ -99,24 +85,13 @@ impl Context {
 
         let target = known.or_else(|| {
             (ty == wire::ST_SYN)
-                .then(|| self.incoming_socket(ty, peer, connid))
+                .then(|| self.incoming_socket(peer, data))
                 .flatten()
         });
         if let Some(s) = target {
             // SAFETY: single-threaded use of the context.
             unsafe { (*self.stats.get())._nraw_recv[bucket(data.len())] += 1 };
             s.last_packet_us.set(Some(now));
-        }
-        if let (Some(s), Some(before)) = (watch, before) {
-            if let Some(after) = s.engine_stats(self) {
-                let acked = (before.bytes_in_flight
-                    + after.bytes_sent.saturating_sub(before.bytes_sent))
-                .saturating_sub(after.bytes_in_flight);
-                if acked > 0 && wire::timestamp_diff(data).unwrap_or(0) != 0 {
-                    let ms = (after.our_delay_us / 1000) as c_int;
-                    self.invoke(UTP_ON_DELAY_SAMPLE, Some(s), |a| a.u1.sample_ms = ms);
-                }
-            }
         }
         self.drain_transmits();
         if let Some(s) = known {
@@ -236,7 +211,6 @@ pub extern "C" fn utp_process_icmp_fragmentation(
         let (ctx, data, dest) = try_or!(unsafe { icmp_args(ctx, buffer, len, to, tolen) }, 0);
         ctx.ensure_engine();
         let now = ctx.now_us(None);
-        let (ty, connid) = wire::type_and_connid(data).unwrap_or((0, 0));
         let mtu = if (576..8192).contains(&next_hop_mtu) {
             next_hop_mtu as usize
         } else {
@@ -248,11 +222,10 @@ pub extern "C" fn utp_process_icmp_fragmentation(
         if !matched {
             return 0;
         }
-        let s = if ty == wire::ST_SYN {
-            ctx.state.borrow().by_recv.get(&(dest, connid)).copied()
-        } else {
-            ctx.state.borrow().by_send.get(&(dest, connid)).copied()
-        };
+        let s = ctx
+            .with_engine(|e| e.connection_for_sent(dest, data))
+            .flatten()
+            .and_then(|h| ctx.socket_of(h));
         ctx.log(LogLevel::Mtu, s, || {
             format!("ICMP fragmentation needed, next hop MTU {next_hop_mtu}")
         });

@@ -22,12 +22,18 @@
 //! | `timers.rs` | `utp_check_timeouts`, `utp_issue_deferred_acks` |
 //! | `driver.rs` | engine plumbing: transmits, events, callbacks dispatch |
 //! | `callbacks.rs` | calling the application, defaults, logging |
-//! | `addr.rs`, `wire.rs` | sockaddr conversion, header peeks |
+//! | `addr.rs`, `wire.rs` | sockaddr conversion; packet type and the sizes libutp's statistics count |
 //! | `threaded.rs` | threaded mode (`utp_threaded.h`, `utpt_*`): blocking sockets over utp-core's runtime |
 //!
 //! The threaded mode (`include/utp_threaded.h`, functions `utpt_*`) is a
 //! second, independent API in the same library: blocking socket-style calls
 //! over utp-core's threaded runtime, each context with its own I/O thread.
+//!
+//! The engine does the protocol's bookkeeping; this layer only translates.
+//! Which connection a datagram belongs to (RESET matching included) is the
+//! engine's `Endpoint::connection_for` (received) and `Transmit::connection`
+//! (sent); `UTP_ON_DELAY_SAMPLE` is the engine's `Event::DelaySample`; the
+//! connection ids are the connection's own.
 //!
 //! Threading: like libutp, one context (and its sockets) must be used by one
 //! thread at a time. Callbacks run synchronously in the calling thread and

@@ -38,8 +38,8 @@ pub(crate) struct Socket {
     /// The engine connection, once connected or accepted.
     pub(crate) handle: Cell<Option<ConnectionHandle>>,
     pub(crate) peer: Cell<Option<SocketAddr>>,
+    /// Our connection id (for log lines).
     pub(crate) recv_id: Cell<u16>,
-    pub(crate) send_id: Cell<u16>,
     pub(crate) accepted: Cell<bool>,
     /// `utp_close` was called.
     pub(crate) app_closed: Cell<bool>,
@@ -80,7 +80,6 @@ impl Socket {
             handle: Cell::new(None),
             peer: Cell::new(None),
             recv_id: Cell::new(0),
-            send_id: Cell::new(0),
             accepted: Cell::new(false),
             app_closed: Cell::new(false),
             engine_closed: Cell::new(false),
@@ -105,7 +104,6 @@ impl Socket {
         self.handle.set(None);
         self.peer.set(None);
         self.recv_id.set(0);
-        self.send_id.set(0);
         self.accepted.set(false);
         self.app_closed.set(false);
         self.engine_closed.set(false);
@@ -294,17 +292,12 @@ pub extern "C" fn utp_connect(s: *mut utp_socket, to: *const sockaddr, tolen: so
         let mtu = ctx.udp_mtu(Some(s), peer);
         let cfg = Context::engine_config(s.sndbuf.get(), s.rcvbuf.get(), s.target_delay.get(), mtu);
         let now = ctx.now_us(Some(s));
-        // The ids come from the new connection itself, never from a queued
-        // packet: when called from inside a callback (UTP_SENDTO, say), the
-        // engine's queue may start with another connection's packets.
         let started = ctx.with_engine(|e| {
             e.set_config(cfg);
-            let h = e.connect(now, peer);
-            (h, e.connection(h).map(|c| c.ids()))
+            e.connect(now, peer)
         });
-        let (h, ids) = try_or!(started, -1);
-        let (recv_id, send_id) = try_or!(ids, -1);
-        ctx.register(s, h, addr::canonical(peer), recv_id, send_id);
+        let h = try_or!(started, -1);
+        ctx.register(s, h, addr::canonical(peer));
         ctx.log(LogLevel::Normal, Some(s), || "UTP_Connect".to_string());
         ctx.drain_transmits();
         let events = ctx.poll_events();

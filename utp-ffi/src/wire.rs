@@ -19,10 +19,6 @@ pub(crate) fn type_and_connid(buf: &[u8]) -> Option<(u8, u16)> {
     (buf.len() >= HEADER_LEN).then(|| (buf[0] >> 4, u16::from_be_bytes([buf[2], buf[3]])))
 }
 
-pub(crate) fn timestamp_diff(buf: &[u8]) -> Option<u32> {
-    (buf.len() >= HEADER_LEN).then(|| u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]))
-}
-
 pub(crate) fn seq_nr(buf: &[u8]) -> Option<u16> {
     (buf.len() >= HEADER_LEN).then(|| u16::from_be_bytes([buf[16], buf[17]]))
 }

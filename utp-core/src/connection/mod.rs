@@ -45,6 +45,10 @@ pub const MAX_PACKETS_IN_FLIGHT: usize = 1000;
 pub const DUP_ACK_THRESHOLD: u32 = 3;
 /// Shortest tail-loss probe timeout (the probe fires after 2·SRTT of silence).
 pub const TLP_MIN_US: u64 = 10_000;
+/// Tail-loss probes in a row (each after twice the previous wait) before the
+/// retransmission timer has to recover: with one, a probe or its ACK lost
+/// (one time in five at 10 % loss each way) cost a whole RTO (≥ 500 ms).
+pub const MAX_TLP_PROBES: u32 = 3;
 /// Longest interval between zero-window probes.
 pub const MAX_PROBE_INTERVAL_US: u64 = 30_000_000;
 /// How long a closed connection lingers to re-acknowledge a retransmitted FIN.
@@ -70,25 +74,40 @@ pub enum State {
 /// Per-connection settings, copied from the endpoint's configuration.
 #[derive(Clone, Debug)]
 pub(crate) struct ConnectionConfig {
+    /// Most bytes queued for sending that are not yet acknowledged.
     pub send_buffer: usize,
+    /// Receive buffer (bytes): bounds the window we advertise.
     pub recv_buffer: usize,
+    /// Largest datagram we send (bytes, header included).
     pub max_packet_size: usize,
+    /// LEDBAT's target queuing delay (µs).
     pub target_delay_us: u32,
+    /// Which congestion controller the connection runs.
     pub congestion: crate::congestion::CongestionKind,
+    /// After `close`, how long queued data may take to be acknowledged (µs).
     pub linger_us: u64,
+    /// Give up a connect after this long (µs).
     pub connect_timeout_us: u64,
+    /// libutp's close semantics; see [`crate::EndpointConfig::close_on_fin_acked`].
     pub close_on_fin_acked: bool,
     /// Send an empty DATA after the SYN-ACK if nothing is queued.
     pub announce_on_connect: bool,
+    /// Answer data arriving after `close` with RESET; see [`crate::EndpointConfig::reset_data_after_close`].
     pub reset_data_after_close: bool,
+    /// Fail with `TimedOut` after this long without a packet from the peer (µs; 0: never).
     pub idle_timeout_us: u64,
+    /// Emit [`Event::DelaySample`] on ACKs that carry a delay measurement.
+    pub report_delay_samples: bool,
 }
 
 /// Current time and the output queues of the endpoint.
 #[derive(Debug)]
 pub(crate) struct Io<'a> {
+    /// The current time (µs, the endpoint's clock).
     pub now_us: u64,
+    /// Datagrams to send, in order.
     pub transmits: &'a mut VecDeque<Transmit>,
+    /// Events for the application, in order.
     pub events: &'a mut VecDeque<Event>,
 }
 
@@ -137,7 +156,8 @@ pub struct Connection {
     /// Tail-loss probe timer (about two RTTs without any ACK), and whether
     /// this flight was already probed.
     tlp_deadline: Option<u64>,
-    tlp_sent: bool,
+    /// Tail-loss probes sent since the last ACK of new data.
+    tlp_probes: u32,
     /// Probes sent into the current closed window (the interval doubles).
     probes: u32,
     /// Last time anything was sent (keep-alive) or received.
@@ -217,7 +237,7 @@ impl Connection {
             handshake_started_us: now_us,
             probe_deadline: None,
             tlp_deadline: None,
-            tlp_sent: false,
+            tlp_probes: 0,
             probes: 0,
             last_send_us: now_us,
             last_recv_us: now_us,
@@ -365,7 +385,8 @@ impl Connection {
             State::Failed(_) => return None,
             State::SynSent | State::SynRecv => {
                 consider(Some(
-                    self.handshake_started_us + self.cfg.connect_timeout_us,
+                    self.handshake_started_us
+                        .saturating_add(self.cfg.connect_timeout_us),
                 ));
             }
             State::Connected => {
@@ -476,12 +497,27 @@ impl Connection {
                 if !self.send.fin_queued() {
                     self.send.queue_fin();
                 }
-                self.linger_deadline = Some(io.now_us + self.cfg.linger_us);
+                self.linger_deadline = Some(io.now_us.saturating_add(self.cfg.linger_us));
                 self.flush(io);
                 self.check_finished(io);
             }
             State::TimeWait | State::Dead => {}
         }
+    }
+
+    /// Evicted from the handshake to make room (SYN flood): the application,
+    /// if it holds the connection, sees `ConnectionReset`; nothing is sent.
+    pub(crate) fn evict(&mut self, io: &mut Io<'_>) {
+        self.fail(io, ConnectionError::Reset);
+    }
+
+    /// Forget the connection at once without telling the peer; `Closed` follows.
+    pub(crate) fn discard(&mut self, io: &mut Io<'_>) {
+        self.app_closed = true;
+        if !matches!(self.state, State::Dead | State::TimeWait) {
+            self.state = State::Failed(ConnectionError::Reset);
+        }
+        self.finish(io);
     }
 
     /// Abortive close: tell the peer with a RESET and forget the connection
@@ -563,8 +599,13 @@ impl Connection {
         // Both directions are complete: every byte and both FINs were
         // acknowledged, so a RESET (the peer forgot the connection right
         // after its FIN was acked, as libutp does) carries no news. As TCP
-        // ignores an RST in TIME-WAIT, the stream ends cleanly.
-        if self.state == State::Connected && self.send.fin_acked() && self.recv.eof_reached() {
+        // ignores an RST in TIME-WAIT, the stream ends cleanly (libutp's
+        // semantics still call it an error).
+        if self.state == State::Connected
+            && !self.cfg.close_on_fin_acked
+            && self.send.fin_acked()
+            && self.recv.eof_reached()
+        {
             if self.app_closed {
                 self.finish(io);
             }
@@ -664,6 +705,7 @@ impl Connection {
                 if matches!(h.packet_type, PacketType::Data | PacketType::Fin) {
                     self.state = State::Connected;
                     self.consecutive_timeouts = 0;
+                    io.events.push_back(Event::Established(self.handle));
                 } else {
                     // Only acknowledgement bookkeeping while waiting for the first DATA.
                     return;
@@ -706,8 +748,11 @@ impl Connection {
 
         if acked.packets > 0 {
             self.consecutive_timeouts = 0;
-            self.tlp_sent = false;
+            self.tlp_probes = 0;
             self.tlp_deadline = None;
+            // Karn: the backoff ends with a clean RTT sample. (Ending it on
+            // any progress, as libutp does, makes a path whose RTT grew past
+            // the RTO time out again and again without learning the RTT.)
             if acked.min_rtt_us.is_some() {
                 self.rto_backoff = 0;
             }
@@ -721,6 +766,10 @@ impl Connection {
                         Some(rtt) => d.min(rtt.min(u32::MAX as u64) as u32),
                         None => d,
                     });
+                if self.cfg.report_delay_samples && h.timestamp_diff_us != 0 {
+                    let sample = Event::DelaySample(self.handle, queuing.unwrap_or(0));
+                    io.events.push_back(sample);
+                }
                 let window_limited = self
                     .last_cwnd_limited_us
                     .is_some_and(|t| now.saturating_sub(t) < 1_000_000);
@@ -883,7 +932,11 @@ impl Connection {
                 return;
             }
             State::SynSent | State::SynRecv => {
-                if now >= self.handshake_started_us + self.cfg.connect_timeout_us {
+                if now
+                    >= self
+                        .handshake_started_us
+                        .saturating_add(self.cfg.connect_timeout_us)
+                {
                     self.fail(io, ConnectionError::TimedOut);
                     return;
                 }
@@ -902,8 +955,8 @@ impl Connection {
         }
         if self.tlp_deadline.is_some_and(|d| now >= d) {
             self.tlp_deadline = None;
-            if !self.tlp_sent && self.send.probe_oldest() {
-                self.tlp_sent = true;
+            if self.tlp_probes < MAX_TLP_PROBES && self.send.probe_oldest() {
+                self.tlp_probes += 1;
             }
         }
         if self.rto_deadline.is_some_and(|d| now >= d) {
@@ -931,7 +984,7 @@ impl Connection {
     /// every [`KEEPALIVE_US`]; silence past the idle timeout means it is gone.
     fn idle_deadline(&self) -> Option<u64> {
         (self.cfg.idle_timeout_us > 0 && !self.recv.eof_reached())
-            .then(|| self.last_recv_us + self.cfg.idle_timeout_us)
+            .then(|| self.last_recv_us.saturating_add(self.cfg.idle_timeout_us))
     }
 
     fn on_rto(&mut self, io: &mut Io<'_>) {
@@ -995,9 +1048,12 @@ impl Connection {
         }
         if self.send.packets_in_flight() == 0 {
             self.tlp_deadline = None;
-        } else if self.tlp_deadline.is_none() && !self.tlp_sent && self.state == State::Connected {
+        } else if self.tlp_deadline.is_none()
+            && self.tlp_probes < MAX_TLP_PROBES
+            && self.state == State::Connected
+        {
             if let Some(srtt) = self.rtt.srtt_us() {
-                let pto = (2 * srtt).max(TLP_MIN_US);
+                let pto = (2 * srtt).max(TLP_MIN_US) << self.tlp_probes;
                 if self.rto_deadline.is_none_or(|r| io.now_us + pto < r) {
                     self.tlp_deadline = Some(io.now_us + pto);
                 }
@@ -1032,7 +1088,8 @@ impl Connection {
             },
             timestamp_us: now as u32,
             timestamp_diff_us: reply_micro,
-            wnd_size: wnd as u32,
+            // A receive buffer of 4 GiB or more advertises the most the field holds.
+            wnd_size: wnd.min(u32::MAX as usize) as u32,
             seq_nr: p.seq.0,
             ack_nr: ack_nr.0,
         };
@@ -1059,7 +1116,8 @@ impl Connection {
             connection_id: self.send_id,
             timestamp_us: io.now_us as u32,
             timestamp_diff_us: self.reply_micro,
-            wnd_size: wnd as u32,
+            // A receive buffer of 4 GiB or more advertises the most the field holds.
+            wnd_size: wnd.min(u32::MAX as usize) as u32,
             seq_nr: self.send.next_seq().0,
             ack_nr: self.recv.ack_nr().0,
         };
@@ -1078,6 +1136,7 @@ impl Connection {
         io.transmits.push_back(Transmit {
             destination: self.remote,
             contents,
+            connection: Some(self.handle),
         });
     }
 

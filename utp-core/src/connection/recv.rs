@@ -51,6 +51,7 @@ pub struct RecvBuffer {
 }
 
 impl RecvBuffer {
+    /// An empty buffer that accepts up to `capacity` bytes the application has not read.
     pub fn new(capacity: usize) -> Self {
         RecvBuffer {
             capacity: capacity.max(1),
@@ -76,14 +77,17 @@ impl RecvBuffer {
         self.initial_ack = seq;
     }
 
+    /// The sequence number the connection started from (the SYN's).
     pub fn initial_ack(&self) -> Seq {
         self.initial_ack
     }
 
+    /// The last sequence number received in order (what our ACKs carry).
     pub fn ack_nr(&self) -> Seq {
         self.ack_nr
     }
 
+    /// In-order bytes waiting to be read.
     pub fn readable(&self) -> usize {
         self.data.len()
     }

@@ -13,11 +13,15 @@ use crate::seq::Seq;
 /// A packet that has a sequence number and is not yet acknowledged.
 #[derive(Clone, Debug)]
 pub struct OutPacket {
+    /// Its sequence number.
     pub seq: Seq,
+    /// DATA, FIN or SYN (the types that take a sequence number).
     pub packet_type: PacketType,
+    /// The bytes it carries (empty for FIN and SYN).
     pub payload: Vec<u8>,
     /// How many times it went on the wire.
     pub transmissions: u32,
+    /// When it last went on the wire (µs).
     pub sent_at_us: u64,
     /// Lost (timeout or SACK/duplicate ACKs) and waiting to be sent again.
     pub need_resend: bool,
@@ -99,6 +103,7 @@ pub struct SendBuffer {
 }
 
 impl SendBuffer {
+    /// An empty queue whose first packet gets `initial_seq`, holding at most `capacity` unacknowledged bytes.
     pub fn new(initial_seq: Seq, capacity: usize) -> Self {
         SendBuffer {
             capacity: capacity.max(1),
@@ -135,10 +140,12 @@ impl SendBuffer {
         self.capacity.saturating_sub(self.queued_bytes)
     }
 
+    /// Queued bytes not yet sent once.
     pub fn unsent_bytes(&self) -> usize {
         self.unsent.len()
     }
 
+    /// Payload bytes sent and not yet acknowledged (resends waiting included).
     pub fn bytes_in_flight(&self) -> usize {
         self.bytes_in_flight
     }
@@ -153,6 +160,7 @@ impl SendBuffer {
         self.next_seq
     }
 
+    /// The sequence number of our SYN.
     pub fn syn_seq(&self) -> Seq {
         self.syn_seq
     }
@@ -167,14 +175,17 @@ impl SendBuffer {
         self.packets.front().is_some_and(|p| p.transmissions > 0)
     }
 
+    /// A FIN is queued (the write half is shut).
     pub fn fin_queued(&self) -> bool {
         self.fin != Fin::NotQueued
     }
 
+    /// The FIN has been on the wire at least once.
     pub fn fin_sent(&self) -> bool {
         matches!(self.fin, Fin::Sent(_) | Fin::Acked)
     }
 
+    /// The peer acknowledged our FIN, and so every byte before it.
     pub fn fin_acked(&self) -> bool {
         self.fin == Fin::Acked
     }
@@ -211,6 +222,7 @@ impl SendBuffer {
         self.packets.len() - 1
     }
 
+    /// The unacknowledged packet at position `idx` of the queue (0: the oldest).
     pub fn packet_mut(&mut self, idx: usize) -> &mut OutPacket {
         &mut self.packets[idx]
     }
@@ -484,6 +496,8 @@ impl SendBuffer {
         };
         let p = &mut self.packets[idx];
         if p.need_resend {
+            // Already queued for resend; the window decides when it leaves.
+            // (Forcing it out made transfers to libutp stall for seconds.)
             return false;
         }
         p.need_resend = true;

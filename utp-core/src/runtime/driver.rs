@@ -29,6 +29,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, TryRecvError};
 use parking_lot::Mutex;
 
+use crate::connection::State;
 use crate::endpoint::{ConnectionHandle, DatagramKind, Endpoint, Event, StreamError, Transmit};
 use crate::stats::ConnectionStats;
 
@@ -54,6 +55,8 @@ const STATS_REFRESH_US: u64 = 1_000;
 /// How long a reader that received its data itself keeps the socket's
 /// input (parked) for its next read before the I/O thread takes it back.
 const PARK_US: u64 = 1_000;
+/// How long an exiting I/O thread stays for connections in TIME-WAIT.
+const EXIT_GRACE_US: u64 = 200_000;
 /// A reader parks only when its buffer is this small after receiving: a
 /// request/response exchange, not a bulk stream.
 pub(crate) const PARK_MAX_BUFFERED: usize = 16 * 1024;
@@ -134,6 +137,7 @@ pub(crate) fn start(addr: SocketAddr, config: RuntimeConfig) -> io::Result<Arc<C
         scratch: vec![0u8; READ_CHUNK].into_boxed_slice(),
         shutting_down: false,
         exit_deadline: None,
+        exit_grace: None,
         send_retry_at: None,
         stats: DriverStats::default(),
     };
@@ -207,6 +211,9 @@ struct IoConn {
     wake_queued: bool,
     /// When the statistics snapshot was last refreshed (µs).
     stats_at: Option<u64>,
+    /// An incoming connection held out of the full accept queue until its
+    /// peer proves its address (`Established`).
+    unqueued: bool,
 }
 
 impl IoConn {
@@ -219,6 +226,7 @@ impl IoConn {
             eof_event: false,
             wake_queued: false,
             stats_at: None,
+            unqueued: false,
         }
     }
 }
@@ -245,6 +253,9 @@ pub(crate) struct Driver {
     scratch: Box<[u8]>,
     shutting_down: bool,
     exit_deadline: Option<u64>,
+    /// Everything was delivered but connections are still in TIME-WAIT:
+    /// stay this long to answer the peer's last packets.
+    exit_grace: Option<u64>,
     /// Sending paused after `ENOBUFS` until this instant.
     send_retry_at: Option<u64>,
     stats: DriverStats,
@@ -391,6 +402,14 @@ pub(crate) fn receive_until(
         park: false,
     };
     let small = || conn.state.lock().recv.len() <= PARK_MAX_BUFFERED;
+    // The ACKs our last batch left for a reply to carry: the reader is back
+    // without having written one, so send them now. (Held back, they left
+    // a sender with a full window waiting for its retransmission timer.)
+    with_driver(shared, |d| {
+        let now = d.now();
+        d.endpoint.flush_acks(now);
+        d.flush_transmits();
+    });
     loop {
         let wait_us = match deadline {
             Some(d) => {
@@ -529,7 +548,7 @@ impl Driver {
                 deadline = Some(deadline.map_or(d, |x| x.min(d)));
             }
         }
-        for d in [self.exit_deadline, self.send_retry_at]
+        for d in [self.exit_deadline, self.send_retry_at, self.exit_grace]
             .into_iter()
             .flatten()
         {
@@ -601,13 +620,18 @@ impl Driver {
         // and send the ACKs it left for a reply.
         if self.shared.udp_poller.load(Ordering::Acquire) == POLLER_PARKED
             && now >= self.shared.park_deadline.load(Ordering::Acquire)
+            && self
+                .shared
+                .udp_poller
+                .compare_exchange(
+                    POLLER_PARKED,
+                    POLLER_FREE,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
         {
-            let _ = self.shared.udp_poller.compare_exchange(
-                POLLER_PARKED,
-                POLLER_FREE,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
+            self.endpoint.flush_acks(now);
         }
         self.endpoint.flush_acks(now);
 
@@ -632,7 +656,15 @@ impl Driver {
             } else {
                 self.endpoint.active_connection_count()
             };
-            let done = self.conns.is_empty() && remaining == 0 && self.transmits.is_empty();
+            let mut done = self.conns.is_empty() && remaining == 0 && self.transmits.is_empty();
+            // A peer's last packets (its ACK of our FIN, a retransmitted
+            // FIN) may still be on their way: a port closed this instant
+            // answers them with ICMP unreachable, which libutp's ucat turns
+            // into an error on a socket it already closed (and aborts).
+            if done && self.endpoint.connection_count() > 0 {
+                let grace = *self.exit_grace.get_or_insert(now + EXIT_GRACE_US);
+                done = now >= grace;
+            }
             if done || self.exit_deadline.is_some_and(|d| now >= d) {
                 // Push out whatever the engine still has (FINs, RESETs).
                 self.flush_transmits();
@@ -742,6 +774,7 @@ impl Driver {
                 self.transmits.push_back(Transmit {
                     destination,
                     contents,
+                    connection: None,
                 });
             }
             Command::Shutdown => self.begin_shutdown(),
@@ -764,9 +797,21 @@ impl Driver {
         let now = self.now();
         let linger = self.shared.config.endpoint.linger_us;
         self.exit_deadline = Some(now.saturating_add(linger).saturating_add(1_000_000));
-        // Connections nobody accepted: close them.
+        // Connections nobody accepted: close them; those still in the
+        // handshake (the peer never proved its address) are dropped at once
+        // instead of lingering for a reply that may never come.
         let queued: Vec<_> = self.shared.accept.lock().queue.drain(..).collect();
         for conn in queued {
+            if let Some(h) = self.lookup(&conn) {
+                let half_open = self
+                    .endpoint
+                    .connection(h)
+                    .is_some_and(|c| c.state() == State::SynRecv);
+                if half_open {
+                    self.endpoint.discard(now, h);
+                    continue;
+                }
+            }
             {
                 let mut st = conn.state.lock();
                 st.user_closed = true;
@@ -775,6 +820,20 @@ impl Driver {
             if let Some(h) = self.lookup(&conn) {
                 self.service(h);
             }
+        }
+        // Closed connections still in the handshake: nothing was sent on
+        // them and the peer never answered; do not wait for them. Nor for
+        // those held out of the accept queue.
+        self.endpoint.discard_closed_half_open(now);
+        let unqueued: Vec<ConnectionHandle> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.unqueued)
+            .map(|(h, _)| *h)
+            .collect();
+        for h in unqueued {
+            self.conns.remove(&h);
+            self.endpoint.discard(now, h);
         }
     }
 
@@ -871,8 +930,14 @@ impl Driver {
         // Receive path: only while the handle has room (backpressure).
         if !ioc.engine_closed && !st.eof && st.phase == Phase::Connected {
             let discard = st.read_shut || st.user_closed;
+            // A failed connection receives nothing more: take what the engine
+            // still holds at once (at most its receive buffer), so a reader
+            // gets every byte that arrived, and the end of stream if the
+            // peer's FIN came, before the error (a peer that vanished right
+            // after its FIN was acknowledged answers with RESET or ICMP).
+            let failed = st.error.is_some();
             loop {
-                let room = if discard {
+                let room = if discard || failed {
                     self.scratch.len()
                 } else {
                     st.recv_cap
@@ -995,22 +1060,36 @@ impl Driver {
                     .unwrap_or_else(|| self.shared.local_addr);
                 let conn = ConnShared::new(peer, Phase::Connected, &self.shared.config);
                 conn.engine.store(h.0, Ordering::SeqCst);
-                let accepted = !self.shutting_down && {
-                    let mut acc = self.shared.accept.lock();
-                    if acc.queue.len() < acc.backlog {
-                        acc.queue.push_back(conn.clone());
-                        true
-                    } else {
-                        false
-                    }
-                };
-                if accepted {
-                    *conn.stats.lock() = self.endpoint.stats(h);
-                    self.conns.insert(h, IoConn::new(conn));
+                if self.shutting_down {
+                    self.endpoint.reset(now, h);
+                    return;
+                }
+                *conn.stats.lock() = self.endpoint.stats(h);
+                let mut ioc = IoConn::new(conn.clone());
+                // A full queue first drops what can never be accepted;
+                // still full, the newcomer waits outside until its peer
+                // proves its address, so forged SYNs cannot take the places
+                // of real peers.
+                if self.make_room_in_accept_queue(now, false) {
+                    self.shared.accept.lock().queue.push_back(conn);
                     self.wake_listener = true;
                 } else {
-                    // Backlog full or shutting down: refuse with a RESET.
-                    self.endpoint.reset(now, h);
+                    ioc.unqueued = true;
+                }
+                self.conns.insert(h, ioc);
+            }
+            Event::Established(h) => {
+                if self.conns.get(&h).is_some_and(|c| c.unqueued) {
+                    if self.make_room_in_accept_queue(now, true) {
+                        let c = self.conns.get_mut(&h).expect("checked");
+                        c.unqueued = false;
+                        self.shared.accept.lock().queue.push_back(c.shared.clone());
+                        self.wake_listener = true;
+                    } else {
+                        // The backlog is full of real connections: refuse.
+                        self.conns.remove(&h);
+                        self.endpoint.reset(now, h);
+                    }
                 }
             }
             Event::Readable(h) | Event::Writable(h) => self.service(h),
@@ -1022,6 +1101,12 @@ impl Driver {
                 }
             }
             Event::Error(h, e) => {
+                // Never queued, never seen by the application: forget it.
+                if self.conns.get(&h).is_some_and(|c| c.unqueued) {
+                    self.conns.remove(&h);
+                    self.endpoint.discard(now, h);
+                    return;
+                }
                 if let Some(c) = self.conns.get(&h) {
                     {
                         let mut st = c.shared.state.lock();
@@ -1048,7 +1133,49 @@ impl Driver {
                     self.to_wake.push(c.shared);
                 }
             }
+            // Not asked for: the runtime leaves report_delay_samples off.
+            Event::DelaySample(..) => {}
         }
+    }
+
+    /// Room in the accept queue for one more connection: drops queued ones
+    /// that failed (the engine evicts the oldest half-open connections
+    /// under a SYN flood) and, with `over_half_open`, moves the oldest one
+    /// still in its handshake back out to wait for its `Established`.
+    fn make_room_in_accept_queue(&mut self, now: u64, over_half_open: bool) -> bool {
+        let mut acc = self.shared.accept.lock();
+        if acc.queue.len() < acc.backlog {
+            return true;
+        }
+        let state = |c: &Arc<ConnShared>| {
+            let h = ConnectionHandle(c.engine.load(Ordering::SeqCst));
+            (h, self.endpoint.connection(h).map(|x| x.state()))
+        };
+        if let Some(i) = acc
+            .queue
+            .iter()
+            .position(|c| matches!(state(c).1, None | Some(State::Failed(_))))
+        {
+            let (h, _) = state(&acc.queue.remove(i).expect("index in range"));
+            drop(acc);
+            self.conns.remove(&h);
+            self.endpoint.discard(now, h);
+            return true;
+        }
+        if over_half_open {
+            if let Some(i) = acc
+                .queue
+                .iter()
+                .position(|c| state(c).1 == Some(State::SynRecv))
+            {
+                let (h, _) = state(&acc.queue.remove(i).expect("index in range"));
+                if let Some(c) = self.conns.get_mut(&h) {
+                    c.unqueued = true;
+                }
+                return true;
+            }
+        }
+        false
     }
 
     /// The engine's statistics of a connection right now.

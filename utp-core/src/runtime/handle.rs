@@ -447,7 +447,7 @@ impl ExitWatch {
 
     /// Waits up to `timeout` for the I/O thread to exit.
     pub fn wait(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let mut g = self.0.exited.lock();
         while !*g {
             if self.0.exited_cond.wait_until(&mut g, deadline).timed_out() {
@@ -551,7 +551,7 @@ impl ContextHandle {
         }
         let stream = self.start_connect(addr)?;
         let engine_timeout = Duration::from_micros(self.shared.config.endpoint.connect_timeout_us)
-            + Duration::from_secs(5);
+            .saturating_add(Duration::from_secs(5));
         let wait = Wait::Until(deadline_after(timeout.unwrap_or(engine_timeout)));
         match stream.wait_connected(wait) {
             Ok(()) => Ok(stream),

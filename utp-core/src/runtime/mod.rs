@@ -82,6 +82,29 @@ fn each_addr<A: ToSocketAddrs, T>(
 
 /// One UDP port and its I/O thread: accepts incoming connections and makes
 /// outgoing ones from the same port. Cheap to clone (shared).
+///
+/// Two peers, each on one port, each both connecting and accepting (the
+/// BitTorrent pattern):
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use utp_core::runtime::UtpContext;
+///
+/// let a = UtpContext::bind("127.0.0.1:0")?;
+/// let b = UtpContext::bind("127.0.0.1:0")?;
+/// let b_addr = b.local_addr()?;
+/// let mut to_b = a.connect(b_addr)?;               // from a's own port
+/// to_b.write_all(b"ping")?;
+/// let (mut from_a, peer) = b.accept()?;
+/// assert_eq!(peer, a.local_addr()?);              // the same UDP port
+/// let mut buf = [0u8; 4];
+/// from_a.read_exact(&mut buf)?;
+/// assert_eq!(&buf, b"ping");
+/// from_a.write_all(b"pong")?;
+/// to_b.read_exact(&mut buf)?;
+/// assert_eq!(&buf, b"pong");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct UtpContext {
     handle: Arc<ContextHandle>,
@@ -171,9 +194,8 @@ impl UtpContext {
 /// Accepts incoming connections (a [`UtpContext`] seen as a listener), in
 /// the manner of [`std::net::TcpListener`].
 ///
-/// Connections are accepted by the I/O thread as soon as their SYN arrives
-/// and queued (up to [`RuntimeConfig::backlog`]) until [`accept`](Self::accept)
-/// takes them. Dropping the listener drops its context handle; the I/O
+/// The I/O thread answers incoming SYNs and queues the connections (up to
+/// [`RuntimeConfig::backlog`]) until [`accept`](Self::accept) takes them. Dropping the listener drops its context handle; the I/O
 /// thread ends once no handle is left and every connection has closed.
 ///
 /// ```
@@ -293,7 +315,8 @@ struct StreamInner {
 
 /// A uTP connection: a reliable, ordered byte stream. Dropping the last
 /// clone closes it gracefully in the background (queued data is still
-/// delivered, bounded by the linger time).
+/// delivered, bounded by the linger time); [`close`](Self::close) waits for
+/// that and reports the outcome.
 ///
 /// It implements [`Read`] and [`Write`] (also through `&UtpStream`, so
 /// one thread can read while another writes). Reads and writes block

@@ -73,7 +73,8 @@ pub enum IcmpKind {
     /// The datagram was too big for the path; `mtu` is the next hop's MTU
     /// (0 when unknown).
     FragNeeded {
-        /// Path MTU the kernel reported (bytes, IP header included).
+        /// Path MTU the kernel reported (bytes, IP header included; 0 when
+        /// unknown).
         mtu: u32,
     },
     /// Anything else (host/net unreachable, ...), as the kernel's

@@ -462,7 +462,9 @@ impl Peer {
             | Event::Writable(h)
             | Event::Eof(h)
             | Event::Error(h, _)
-            | Event::Closed(h) => h,
+            | Event::Closed(h)
+            | Event::Established(h)
+            | Event::DelaySample(h, _) => h,
         };
         if let Event::Incoming(h) = ev {
             let remote = ep.peer_addr(h);

@@ -762,6 +762,60 @@ static void test_reentrant_connect(void)
     utp_destroy(B);
 }
 
+/* UTP_ON_DELAY_SAMPLE: one per ACK of new data, for the sending socket,
+ * carrying our queuing delay (one-way delay above the base) in ms. */
+static int delay_samples, delay_sample_ms, delay_sample_other;
+static uint64 cb_delay_sample(utp_callback_arguments *a)
+{
+    delay_samples++;
+    delay_sample_ms = a->sample_ms;
+    if (a->socket != sa) delay_sample_other++;
+    return 0;
+}
+
+static void test_delay_samples(void)
+{
+    static unsigned char chunk[1000];
+    int i;
+    reset_counters();
+    delay_samples = delay_sample_other = 0;
+    delay_sample_ms = -1;
+    A = utp_init(2);
+    B = utp_init(2);
+    setup_ctx(A);
+    setup_ctx(B);
+    utp_set_callback(B, UTP_ON_ACCEPT, &cb_accept);
+    utp_set_callback(A, UTP_ON_DELAY_SAMPLE, &cb_delay_sample);
+    utp_set_callback(B, UTP_ON_DELAY_SAMPLE, &cb_delay_sample);
+    sa = utp_create_socket(A);
+    CHECK(utp_connect(sa, (struct sockaddr *)&addr_b, sizeof addr_b) == 0);
+    pump(5);
+    CHECK(connects == 1);
+    /* the 5 bytes the connect callback wrote were acknowledged at once */
+    delay_samples = 0;
+    /* 5 ms on the way: the base delay */
+    CHECK(utp_write(sa, chunk, sizeof chunk) == (ssize_t)sizeof chunk);
+    now_us += 5000;
+    pump(3);
+    CHECK(accepts == 1 && got_b == 5 + sizeof chunk); /* "hello" came first */
+    CHECK(delay_samples >= 1 && delay_sample_ms == 0);
+    /* 25 ms on the way, several times (the current delay is the least of
+     * the last few samples): 20 ms above the base */
+    for (i = 0; i < 4; i++) {
+        CHECK(utp_write(sa, chunk, sizeof chunk) == (ssize_t)sizeof chunk);
+        now_us += 25000;
+        pump(3);
+    }
+    CHECK(got_b == 5 + 5 * sizeof chunk);
+    CHECK(delay_samples >= 5);
+    CHECK(delay_sample_ms >= 19 && delay_sample_ms <= 21);
+    CHECK(delay_sample_other == 0); /* only the sender measures */
+    utp_close(sa);
+    pump(100);
+    utp_destroy(A);
+    utp_destroy(B);
+}
+
 int main(void)
 {
     memset(&addr_a, 0, sizeof addr_a);
@@ -778,6 +832,7 @@ int main(void)
     test_libutp_close_sequence();
     test_read_buffer_size();
     test_reentrant_connect();
+    test_delay_samples();
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }
