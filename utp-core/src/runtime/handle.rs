@@ -1205,7 +1205,10 @@ impl StreamHandle {
         }
     }
 
-    /// The connection's error, if it failed.
+    /// The connection's error, if it failed (see
+    /// [`connection_error`]), or
+    /// `NotConnected` once the I/O thread stopped; `None` while healthy. The
+    /// error is not cleared: every call reports it again.
     pub fn take_error(&self) -> Option<io::Error> {
         let st = self.conn.state.lock();
         match (st.error, st.dead) {
