@@ -90,50 +90,86 @@ struct utp_iovec {
 // Too many retransmission timeouts in a row.
 #define UTP_ETIMEDOUT 2
 
-// Callback ids for `utp_set_callback`.
+// Callback ids for `utp_set_callback` start here.
+//
+// Incoming SYN from `address`: return non-zero to refuse it (nothing is
+// sent back).
 #define UTP_ON_FIREWALL 0
 
+// A new incoming socket, from `address`. While unset, incoming SYNs
+// are ignored.
 #define UTP_ON_ACCEPT 1
 
+// An outgoing connection completed; when unset, `UTP_ON_STATE_CHANGE`
+// with `UTP_STATE_CONNECT` is called instead.
 #define UTP_ON_CONNECT 2
 
+// The socket failed; `error_code` is a `UTP_E*` code.
 #define UTP_ON_ERROR 3
 
+// In-order data: `buf`, `len` bytes, valid during the call.
 #define UTP_ON_READ 4
 
+// Bytes sent (`send` = 1) or received (`send` = 0) of one overhead
+// class (`type`: libutp's `bandwidth_type_t`, 1 connect .. 5 retransmit).
 #define UTP_ON_OVERHEAD_STATISTICS 5
 
+// A `UTP_STATE_*` change, in `state`.
 #define UTP_ON_STATE_CHANGE 6
 
+// Asked after each `UTP_ON_READ`: return the bytes the application still
+// holds; the advertised window shrinks by that much.
 #define UTP_GET_READ_BUFFER_SIZE 7
 
+// A queuing delay sample of the sending direction, in `sample_ms` (ms).
 #define UTP_ON_DELAY_SAMPLE 8
 
+// Return the UDP payload MTU towards `address` (bytes); unset, 1402 for
+// IPv4 and 1232 for IPv6, as libutp.
 #define UTP_GET_UDP_MTU 9
 
+// Return the IP + UDP header bytes towards `address`; unset, 28 for
+// IPv4 and 76 for IPv6, as libutp.
 #define UTP_GET_UDP_OVERHEAD 10
 
+// Return the current time in ms (unset: `CLOCK_MONOTONIC`).
 #define UTP_GET_MILLISECONDS 11
 
+// Return the current time in microseconds (unset: `CLOCK_MONOTONIC`).
 #define UTP_GET_MICROSECONDS 12
 
+// Return a random number (connection ids, sequence numbers; unset:
+// libc `rand()`, so `srand()` applies).
 #define UTP_GET_RANDOM 13
 
+// A log line, NUL-terminated, in `buf` (only for enabled `UTP_LOG_*`
+// categories).
 #define UTP_LOG 14
 
+// Send `buf`, `len` bytes, to `address` (`flags`: `UTP_UDP_DONTFRAG`);
+// `socket` is always NULL, as in libutp.
 #define UTP_SENDTO 15
 
 // Option ids (context and socket options) continue the callback numbering.
+//
+// Context option: log normal events through `UTP_LOG` (0/1, default 0).
 #define UTP_LOG_NORMAL 16
 
+// Context option: log MTU discovery through `UTP_LOG` (0/1, default 0).
 #define UTP_LOG_MTU 17
 
+// Context option: log debug detail through `UTP_LOG` (0/1, default 0).
 #define UTP_LOG_DEBUG 18
 
+// Send buffer in bytes (context default for new sockets, or one
+// socket's); default 1 MiB.
 #define UTP_SNDBUF 19
 
+// Receive buffer in bytes (the advertised window); default 1 MiB.
 #define UTP_RCVBUF 20
 
+// LEDBAT target queuing delay in microseconds; default 100 000, and <= 0 means the
+// default.
 #define UTP_TARGET_DELAY 21
 
 // Number of callback/option slots.
@@ -152,15 +188,17 @@ typedef struct {
 
 // Per-socket counters (`utp_get_stats`).
 typedef struct {
-    // Datagram bytes received / sent (headers included).
+    // Datagram bytes received (uTP headers included).
     uint64 nbytes_recv;
+    // Datagram bytes sent (uTP headers included).
     uint64 nbytes_xmit;
     // Packets resent because selective ACKs or duplicate ACKs showed them lost.
     uint32 rexmit;
     // Packets resent after a retransmission timeout.
     uint32 fastrexmit;
-    // Datagrams sent / received.
+    // Datagrams sent.
     uint32 nxmit;
+    // Datagrams received.
     uint32 nrecv;
     // Data packets received again.
     uint32 nduprecv;

@@ -69,7 +69,7 @@ pub struct DelayHistory {
 }
 
 impl DelayHistory {
-    /// An empty history: no base delay until the first sample.
+    /// An empty history: no base and no current delay until the first sample.
     pub fn new() -> Self {
         DelayHistory {
             buckets: [0; BASE_BUCKETS],

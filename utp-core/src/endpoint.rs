@@ -25,15 +25,23 @@ use crate::seq::Seq;
 use crate::stats::ConnectionStats;
 
 /// Identifies a connection inside one endpoint.
+///
+/// Handles are allocated from 1 upwards and never reused by the same
+/// endpoint, so a stale handle cannot reach a newer connection; calls with a
+/// handle whose connection is gone fail with [`StreamError::InvalidHandle`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionHandle(pub usize);
+pub struct ConnectionHandle(
+    /// The raw number (never 0 for a handle the endpoint issued).
+    pub usize,
+);
 
 /// A datagram to send.
 #[derive(Clone, Debug)]
 pub struct Transmit {
-    /// Where to send it.
+    /// The peer to send it to (IPv4-mapped IPv6 addresses are folded to IPv4).
     pub destination: SocketAddr,
-    /// The whole UDP payload: header, extensions, data.
+    /// The whole UDP payload: the uTP header, extensions and data, at most
+    /// [`EndpointConfig::max_packet_size`] bytes (as clamped for the connection).
     pub contents: Vec<u8>,
     /// The connection that sent it; `None` for a RESET answering a packet
     /// of no known connection (or a datagram the application asked for).
@@ -43,11 +51,20 @@ pub struct Transmit {
 /// Why a connection failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnectionError {
-    /// The peer answered the SYN with RESET, or never answered (connect).
+    /// The peer answered our SYN with RESET, or an ICMP error
+    /// (unreachable) came back for it. (A peer that never answers gives
+    /// `TimedOut`.)
     Refused,
-    /// The peer reset an established connection.
+    /// The connection was reset (RESET from the peer or ICMP unreachable)
+    /// in any state but waiting for our SYN's answer, or, still half-open,
+    /// was evicted by a newer SYN (see [`EndpointConfig::evict_half_open`]).
+    /// A RESET after both FINs were acknowledged ends the stream cleanly
+    /// instead (unless [`EndpointConfig::close_on_fin_acked`]).
     Reset,
-    /// Too many retransmission timeouts in a row.
+    /// Too many retransmission timeouts in a row
+    /// ([`MAX_CONSECUTIVE_TIMEOUTS`](crate::connection::MAX_CONSECUTIVE_TIMEOUTS)),
+    /// the handshake exceeded [`EndpointConfig::connect_timeout_us`], or
+    /// nothing arrived for [`EndpointConfig::idle_timeout_us`].
     TimedOut,
 }
 
@@ -98,19 +115,26 @@ pub enum StreamError {
 /// Endpoint-wide settings; per-connection defaults are copied when a connection is created.
 #[derive(Clone, Debug)]
 pub struct EndpointConfig {
-    /// Send buffer (bytes): caps bytes queued + in flight.
+    /// Send buffer (bytes): caps bytes queued + in flight. Default 1 MiB
+    /// (libutp's default); 0 is taken as 1.
     pub send_buffer: usize,
     /// Receive buffer (bytes): the window we advertise and enforce.
+    /// Default 1 MiB; 0 is taken as 1.
     pub recv_buffer: usize,
-    /// LEDBAT target queuing delay (µs).
+    /// LEDBAT target queuing delay (µs). Default 100 000 (BEP 29's 100 ms);
+    /// 0 means the default.
     pub target_delay_us: u32,
-    /// Which congestion controller new connections use.
+    /// Which congestion controller new connections use. Default LEDBAT.
     pub congestion: CongestionKind,
-    /// Largest UDP payload we send (header included).
+    /// Largest UDP payload we send (bytes, uTP header included). Default
+    /// 1420; clamped to 148..=65507.
     pub max_packet_size: usize,
-    /// Accept incoming SYNs at all.
+    /// Accept incoming SYNs at all. Default true; when false every SYN is
+    /// ignored (no answer; counted in [`EndpointStats::syns_refused`]).
     pub accept_incoming: bool,
-    /// Upper bound on connections still in the handshake (SYN received, no data yet).
+    /// Upper bound on connections still in the handshake (SYN received, no
+    /// data yet); beyond it a new SYN evicts the oldest of them (see
+    /// `evict_half_open`) or is ignored. Default 4096.
     pub max_half_open: usize,
     /// At `max_half_open`, a new SYN evicts the oldest half-open connection
     /// (its application hears `ConnectionReset`) instead of being refused,
@@ -119,11 +143,14 @@ pub struct EndpointConfig {
     /// in. On by default; the libutp-compatible C ABI turns it off (libutp
     /// ignores SYNs when full).
     pub evict_half_open: bool,
-    /// Upper bound on connections in total.
+    /// Upper bound on connections in total; further SYNs are ignored.
+    /// Default 65 536.
     pub max_connections: usize,
     /// How long `close` waits for queued data before giving up (µs).
+    /// Default 30 s.
     pub linger_us: u64,
-    /// Give up connecting after this long (µs).
+    /// Give up a handshake (ours or the peer's) after this long (µs), failing with
+    /// [`ConnectionError::TimedOut`]. Default 21 s.
     pub connect_timeout_us: u64,
     /// libutp's close: after `close`, forget the connection as soon as our
     /// FIN is acknowledged instead of also waiting for the peer's FIN (a
@@ -235,51 +262,74 @@ fn in_handshake(conns: &HashMap<usize, Entry>, h: usize) -> bool {
         .is_some_and(|e| e.conn.state() == State::SynRecv)
 }
 
-/// One UDP port's worth of uTP connections, sans-IO: the caller carries
-/// datagrams and time; the endpoint never touches a socket or a clock.
+/// One UDP port's worth of uTP connections, sans-IO.
 ///
-/// Two endpoints wired together by hand, with a clock of our own:
+/// The endpoint owns no socket, thread or clock: the caller passes the time
+/// (µs on any monotonic clock, the same for every call) into each method,
+/// hands it received datagrams with [`handle_datagram`](Self::handle_datagram),
+/// sends what [`poll_transmit`](Self::poll_transmit) yields, reacts to
+/// [`poll_event`](Self::poll_event), and calls
+/// [`handle_timeout`](Self::handle_timeout) once the instant given by
+/// [`poll_timeout`](Self::poll_timeout) is reached. Connections are addressed
+/// by [`ConnectionHandle`]. The threaded [`runtime`](crate::runtime) is one
+/// such driver; the C ABI and the simulator are others.
+///
+/// Two endpoints wired together by hand, with a fake clock and a 10 ms
+/// one-way delay:
 ///
 /// ```
 /// use std::net::SocketAddr;
 /// use utp_core::{Endpoint, EndpointConfig, Event};
 ///
-/// let a_addr: SocketAddr = "10.0.0.1:1000".parse().unwrap();
-/// let b_addr: SocketAddr = "10.0.0.2:2000".parse().unwrap();
-/// let mut a = Endpoint::new(EndpointConfig::default(), 1); // seeds the ids
+/// let addr_a: SocketAddr = "127.0.0.1:1000".parse().unwrap();
+/// let addr_b: SocketAddr = "127.0.0.1:2000".parse().unwrap();
+/// let mut a = Endpoint::new(EndpointConfig::default(), 1); // seeds: ids, ISNs
 /// let mut b = Endpoint::new(EndpointConfig::default(), 2);
-/// let mut now = 0u64; // µs
-/// let ha = a.connect(now, b_addr);
-/// let (mut got, mut sent) = (Vec::new(), false);
-/// for _ in 0..100 {
-///     now += 1_000;
-///     // What a UDP socket would do: each side's datagrams reach the other.
-///     while let Some(t) = a.poll_transmit() {
-///         b.handle_datagram(now, a_addr, &t.contents);
+/// let mut now = 1_000_000u64; // µs
+///
+/// let ha = a.connect(now, addr_b); // queues a SYN
+/// let mut hb = None; // b's handle, from Event::Incoming
+/// let mut received = Vec::new();
+/// let mut sent = false;
+/// while received.len() < 5 {
+///     assert!(now < 10_000_000, "no transfer within 9 s");
+///     now += 10_000; // whatever was sent arrives 10 ms later
+///     let to_b: Vec<_> = std::iter::from_fn(|| a.poll_transmit()).collect();
+///     let to_a: Vec<_> = std::iter::from_fn(|| b.poll_transmit()).collect();
+///     for t in to_b {
+///         assert_eq!(t.destination, addr_b);
+///         b.handle_datagram(now, addr_a, &t.contents);
 ///     }
-///     while let Some(t) = b.poll_transmit() {
-///         a.handle_datagram(now, b_addr, &t.contents);
+///     for t in to_a {
+///         a.handle_datagram(now, addr_b, &t.contents);
 ///     }
-///     // ACKs held back while a batch of datagrams came in, and timers.
-///     a.flush_acks(now);
-///     b.flush_acks(now);
-///     a.handle_timeout(now);
-///     b.handle_timeout(now);
-///     while let Some(ev) = a.poll_event() {
-///         if ev == Event::Connected(ha) && !sent {
-///             a.write(now, ha, b"hello, sans-IO").unwrap();
+///     for ep in [&mut a, &mut b] {
+///         ep.flush_acks(now); // end of this batch of datagrams
+///         if ep.poll_timeout().is_some_and(|t| t <= now) {
+///             ep.handle_timeout(now);
+///         }
+///     }
+///     while let Some(event) = a.poll_event() {
+///         if event == Event::Connected(ha) && !sent {
+///             assert_eq!(a.write(now, ha, b"hello"), Ok(5));
 ///             sent = true;
 ///         }
 ///     }
-///     while let Some(ev) = b.poll_event() {
-///         if let Event::Readable(hb) = ev {
-///             let mut buf = [0u8; 64];
-///             let n = b.read(now, hb, &mut buf).unwrap();
-///             got.extend_from_slice(&buf[..n]);
+///     while let Some(event) = b.poll_event() {
+///         match event {
+///             Event::Incoming(h) => hb = Some(h),
+///             Event::Readable(h) => {
+///                 let mut buf = [0u8; 64];
+///                 let n = b.read(now, h, &mut buf).unwrap();
+///                 received.extend_from_slice(&buf[..n]);
+///             }
+///             _ => {}
 ///         }
 ///     }
 /// }
-/// assert_eq!(got, b"hello, sans-IO");
+/// assert_eq!(received, b"hello");
+/// assert_eq!(b.peer_addr(hb.unwrap()), Some(addr_a));
+/// assert_eq!(a.stats(ha).unwrap().bytes_sent, 5);
 /// ```
 ///
 /// A real program sleeps until [`Endpoint::poll_timeout`] or the next
@@ -357,7 +407,7 @@ impl Endpoint {
         }
     }
 
-    /// The settings new connections take.
+    /// The configuration new connections copy their settings from.
     pub fn config(&self) -> &EndpointConfig {
         &self.config
     }

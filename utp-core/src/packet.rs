@@ -33,15 +33,16 @@ pub const MAX_SACK_BITS: usize = MAX_SACK_LEN * 8;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum PacketType {
-    /// Data: carries payload and takes a sequence number.
+    /// `ST_DATA`: carries payload and takes a sequence number.
     Data = 0,
-    /// Finish: the sender's last sequence number; no data follows.
+    /// `ST_FIN`: the sender's last packet; its `seq_nr` ends the stream.
     Fin = 1,
-    /// State: an acknowledgement without payload (no sequence number of its own).
+    /// `ST_STATE`: a pure ACK; no payload, does not advance `seq_nr`.
     State = 2,
-    /// Reset: the connection is gone, end it at once.
+    /// `ST_RESET`: terminates the connection abruptly.
     Reset = 3,
-    /// Synchronise: opens a connection.
+    /// `ST_SYN`: opens a connection; its `connection_id` is the sender's
+    /// receive id.
     Syn = 4,
 }
 
@@ -63,19 +64,25 @@ impl PacketType {
 /// The 20-byte header, decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
-    /// What the packet is.
+    /// The type nibble of byte 0 (the version nibble is always [`VERSION`]).
     pub packet_type: PacketType,
-    /// The receiver's connection id (the SYN carries the initiator's receive id).
+    /// Connection id. A SYN carries the sender's receive id; every later
+    /// packet carries the receiver's id (the sender's send id, which is the
+    /// SYN's id + 1 on the initiating side).
     pub connection_id: u16,
-    /// The sender's clock when it sent the packet (µs, wrapping).
+    /// Low 32 bits of the sender's microsecond clock when it sent the packet (µs).
     pub timestamp_us: u32,
-    /// The sender's last measured one-way delay of our packets (µs): what LEDBAT runs on.
+    /// The sender's last one-way delay sample (µs): its receive time of our
+    /// latest packet minus that packet's `timestamp_us`, wrapping. LEDBAT's
+    /// input.
     pub timestamp_diff_us: u32,
-    /// Receive window the sender advertises (bytes).
+    /// The sender's free receive buffer space (bytes): how much more it will
+    /// accept beyond `ack_nr`.
     pub wnd_size: u32,
-    /// Sequence number of this packet (for STATE: of the next DATA).
+    /// Sequence number of this packet (DATA, FIN, SYN); a STATE packet
+    /// carries the next number without consuming it.
     pub seq_nr: u16,
-    /// The last sequence number the sender received in order.
+    /// Sequence number of the last packet the sender received in order.
     pub ack_nr: u16,
 }
 
@@ -88,7 +95,8 @@ pub struct Packet<'a> {
     /// any length 1..=255 a peer sends is kept (we emit multiples of 4).
     /// Bit i (see [`sack_bit`]) acknowledges `ack_nr + 2 + i`.
     pub sack: Option<&'a [u8]>,
-    /// The bytes after the header and its extensions.
+    /// Everything after the extension chain: the DATA payload (empty for
+    /// other types, though not enforced here).
     pub payload: &'a [u8],
 }
 
@@ -97,12 +105,12 @@ pub struct Packet<'a> {
 pub enum ParseError {
     /// Fewer than 20 bytes.
     TooShort {
-        /// How many bytes there were.
+        /// Length of the datagram (bytes).
         len: usize,
     },
-    /// Version nibble is not 1.
+    /// Version nibble is not 1; holds the nibble.
     BadVersion(u8),
-    /// Type nibble is 5 or more.
+    /// Type nibble is 5 or more; holds the nibble.
     BadType(u8),
     /// An extension header or body runs past the end of the datagram.
     ExtensionOverrun,

@@ -3,17 +3,22 @@
 /// Counters and gauges of one connection.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConnectionStats {
-    /// Payload bytes sent (first transmissions only).
+    /// Payload bytes sent, counted once on first transmission (resends are
+    /// not counted again).
     pub bytes_sent: u64,
-    /// Payload bytes received and delivered in order.
+    /// Payload bytes received and delivered in order to the receive buffer
+    /// (duplicates not counted).
     pub bytes_received: u64,
-    /// Datagrams sent (resends and ACKs included).
+    /// Datagrams sent, of every type (DATA, STATE, FIN, SYN, resends).
     pub packets_sent: u64,
-    /// Datagrams received for this connection.
+    /// Datagrams accepted for this connection, of every type; packets
+    /// dropped before reaching it (bad ACK number, wrong id) are not counted.
     pub packets_received: u64,
-    /// Bytes of all datagrams sent, headers included.
+    /// Bytes of all datagrams sent: UDP payload, uTP header and
+    /// extensions included.
     pub datagram_bytes_sent: u64,
-    /// Bytes of all datagrams received, headers included.
+    /// Bytes of all datagrams counted in `packets_received`, uTP header and
+    /// extensions included.
     pub datagram_bytes_received: u64,
     /// Packets resent after a retransmission timeout.
     pub timeout_retransmits: u64,
@@ -23,24 +28,31 @@ pub struct ConnectionStats {
     pub duplicates_received: u64,
     /// Retransmission timeouts that fired.
     pub timeouts: u64,
-    /// Smoothed round-trip time (µs).
+    /// Smoothed round-trip time (µs); 0 before the first sample.
     pub rtt_us: u64,
-    /// Round-trip time variation (µs).
+    /// RTT variation (µs), as in RFC 6298.
     pub rttvar_us: u64,
-    /// Current retransmission timeout (µs).
+    /// Current retransmission timeout (µs), backoff included.
     pub rto_us: u64,
     /// Congestion window (bytes).
     pub cwnd: u64,
-    /// The window the peer last advertised (bytes).
+    /// The peer's advertised receive window (bytes), from the `wnd_size`
+    /// of its last packet.
     pub peer_window: u64,
     /// Bytes in flight (sent, not acknowledged).
     pub bytes_in_flight: u64,
-    /// Queuing delay of our packets towards the peer (µs): LEDBAT's input.
+    /// Queuing delay in our sending direction (µs): the peer-reported
+    /// one-way delay minus its base (minimum); 0 before the first sample.
+    /// This is what LEDBAT steers toward its target.
     pub our_delay_us: u32,
-    /// Queuing delay of the peer's packets towards us (µs).
+    /// Queuing delay in the peer's direction (µs), measured from the
+    /// timestamps of its packets; 0 before the first sample.
     pub their_delay_us: u32,
-    /// Base (least seen) one-way delay of our packets (µs).
+    /// Base (minimum) one-way delay in our direction (µs), including clock
+    /// offset between the hosts, so only its changes are meaningful.
     pub base_delay_us: u32,
-    /// Current packet size guess (UDP payload, header included).
+    /// Current largest datagram size (bytes of UDP payload, uTP header
+    /// included): the configured maximum, lowered by ICMP "fragmentation
+    /// needed".
     pub mtu_guess: u32,
 }

@@ -44,6 +44,7 @@
 // (documented per function) and check what can be checked (NULL, tombstones);
 // they are meant for C callers, so they are not `unsafe fn` in Rust.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
+#![warn(missing_docs)]
 
 pub mod addr;
 pub mod callbacks;

@@ -60,10 +60,16 @@ pub type CallbackFn = unsafe extern "C" fn(*mut utp_callback_arguments) -> uint6
 #[derive(Clone, Copy)]
 #[allow(missing_debug_implementations)]
 pub union utp_args_u1 {
+    /// The peer (`UTP_ON_FIREWALL`, `UTP_ON_ACCEPT`, `UTP_SENDTO`,
+    /// `UTP_GET_UDP_MTU`, `UTP_GET_UDP_OVERHEAD`).
     pub address: *const sockaddr,
+    /// 1 for sent, 0 for received bytes (`UTP_ON_OVERHEAD_STATISTICS`).
     pub send: c_int,
+    /// Queuing delay in ms (`UTP_ON_DELAY_SAMPLE`).
     pub sample_ms: c_int,
+    /// A `UTP_E*` code (`UTP_ON_ERROR`).
     pub error_code: c_int,
+    /// A `UTP_STATE_*` value (`UTP_ON_STATE_CHANGE`).
     pub state: c_int,
 }
 
@@ -72,7 +78,9 @@ pub union utp_args_u1 {
 #[derive(Clone, Copy)]
 #[allow(missing_debug_implementations)]
 pub union utp_args_u2 {
+    /// Length of `address` (bytes).
     pub address_len: socklen_t,
+    /// The overhead class (`UTP_ON_OVERHEAD_STATISTICS`); `type` in C.
     pub type_: c_int,
 }
 
@@ -80,13 +88,23 @@ pub union utp_args_u2 {
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct utp_callback_arguments {
+    /// The context the callback belongs to.
     pub context: *mut utp_context,
+    /// The socket concerned; NULL for context-level callbacks (and always
+    /// for `UTP_SENDTO`, as in libutp).
     pub socket: *mut utp_socket,
+    /// Length of `buf` (`UTP_ON_READ`, `UTP_SENDTO`, `UTP_LOG`) or the byte
+    /// count of `UTP_ON_OVERHEAD_STATISTICS`.
     pub len: usize,
+    /// `UTP_SENDTO` flags (`UTP_UDP_DONTFRAG`).
     pub flags: uint32,
+    /// Which callback this is (`UTP_ON_*`, `UTP_GET_*`, `UTP_LOG`, `UTP_SENDTO`).
     pub callback_type: c_int,
+    /// Data (`UTP_ON_READ`), datagram (`UTP_SENDTO`) or log text (`UTP_LOG`).
     pub buf: *const byte,
+    /// The first anonymous union (`address`, `send`, `sample_ms`, `error_code`, `state`).
     pub u1: utp_args_u1,
+    /// The second anonymous union (`address_len`, `type`).
     pub u2: utp_args_u2,
 }
 
@@ -134,15 +152,17 @@ pub struct utp_context_stats {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct utp_socket_stats {
-    /// Datagram bytes received / sent (headers included).
+    /// Datagram bytes received (uTP headers included).
     pub nbytes_recv: uint64,
+    /// Datagram bytes sent (uTP headers included).
     pub nbytes_xmit: uint64,
     /// Packets resent because selective ACKs or duplicate ACKs showed them lost.
     pub rexmit: uint32,
     /// Packets resent after a retransmission timeout.
     pub fastrexmit: uint32,
-    /// Datagrams sent / received.
+    /// Datagrams sent.
     pub nxmit: uint32,
+    /// Datagrams received.
     pub nrecv: uint32,
     /// Data packets received again.
     pub nduprecv: uint32,
@@ -154,7 +174,9 @@ pub struct utp_socket_stats {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct utp_iovec {
+    /// Start of the buffer.
     pub iov_base: *mut c_void,
+    /// Length of the buffer (bytes).
     pub iov_len: usize,
 }
 

@@ -112,7 +112,9 @@ pub const SLOWDOWN_RTTS: u64 = 2;
 pub const SLOWDOWN_INTERVAL_FACTOR: u64 = 9;
 
 impl Ledbat {
-    /// A controller starting in slow start with the initial window (2 packets).
+    /// A controller in slow start with a window of [`INITIAL_WINDOW_MSS`]
+    /// packets and `ssthresh` at the (clamped) `max_window`; a `target_delay_us`
+    /// of 0 means [`DEFAULT_TARGET_DELAY_US`](super::DEFAULT_TARGET_DELAY_US).
     pub fn new(cfg: CongestionConfig) -> Self {
         let mss = cfg.effective_mss();
         let max_window = cfg.effective_max_window();

@@ -28,7 +28,7 @@ pub const DEFAULT_LOSS_INTERVAL_US: u64 = 100_000;
 /// What an incoming acknowledgement tells the controller.
 #[derive(Clone, Copy, Debug)]
 pub struct AckSample {
-    /// When the ACK arrived (µs, the engine's clock).
+    /// Engine time of the ACK's arrival (µs).
     pub now_us: u64,
     /// Payload bytes newly acknowledged by this packet (cumulative + selective).
     pub bytes_acked: usize,

@@ -36,7 +36,9 @@ pub struct Reno {
 }
 
 impl Reno {
-    /// A controller starting in slow start with the initial window (2 packets).
+    /// A controller in slow start with a window of two packets
+    /// ([`INITIAL_WINDOW_MSS`]) and
+    /// `ssthresh` at the (clamped) `max_window`.
     pub fn new(cfg: CongestionConfig) -> Self {
         let mss = cfg.effective_mss();
         let max_window = cfg.effective_max_window();

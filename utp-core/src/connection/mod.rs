@@ -1,7 +1,7 @@
 //! One uTP connection: handshake, reliability, flow and congestion control.
 //!
 //! The connection never touches a socket or a clock. Every entry point takes
-//! an [`Io`] holding the current time and the queues where it puts datagrams
+//! an `Io` holding the current time and the queues where it puts datagrams
 //! to send and events for the application; the endpoint owns those queues and
 //! routes datagrams to the right connection.
 //!
@@ -23,8 +23,8 @@ use crate::rtt::RttEstimator;
 use crate::seq::Seq;
 use crate::stats::ConnectionStats;
 
-pub use recv::RecvBuffer;
-pub use send::{OutPacket, SendBuffer};
+pub(crate) use recv::RecvBuffer;
+pub(crate) use send::SendBuffer;
 
 /// First retransmission timeout before any RTT sample (BEP 29: 1 s).
 pub const INITIAL_RTO_US: u64 = 1_000_000;
@@ -73,7 +73,7 @@ pub enum State {
 
 /// Per-connection settings, copied from the endpoint's configuration.
 #[derive(Clone, Debug)]
-pub struct ConnectionConfig {
+pub(crate) struct ConnectionConfig {
     /// Most bytes queued for sending that are not yet acknowledged.
     pub send_buffer: usize,
     /// Receive buffer (bytes): bounds the window we advertise.
@@ -102,7 +102,7 @@ pub struct ConnectionConfig {
 
 /// Current time and the output queues of the endpoint.
 #[derive(Debug)]
-pub struct Io<'a> {
+pub(crate) struct Io<'a> {
     /// The current time (µs, the endpoint's clock).
     pub now_us: u64,
     /// Datagrams to send, in order.

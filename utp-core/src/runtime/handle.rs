@@ -814,7 +814,9 @@ pub enum Wait {
 }
 
 impl Wait {
-    /// How a socket-style call waits: non-blocking mode wins, else until the timeout (`None`: forever).
+    /// The wait for a call under these socket options: `NonBlocking` when
+    /// `nonblocking`, else `Until(now + timeout)`, or `Forever` without a
+    /// timeout.
     pub fn from_timeout(nonblocking: bool, timeout: Option<Duration>) -> Wait {
         if nonblocking {
             Wait::NonBlocking
@@ -1203,7 +1205,10 @@ impl StreamHandle {
         }
     }
 
-    /// The connection's error, if it failed.
+    /// The connection's error, if it failed (see
+    /// [`connection_error`]), or
+    /// `NotConnected` once the I/O thread stopped; `None` while healthy. The
+    /// error is not cleared: every call reports it again.
     pub fn take_error(&self) -> Option<io::Error> {
         let st = self.conn.state.lock();
         match (st.error, st.dead) {

@@ -129,7 +129,8 @@ impl UtpContext {
         })
     }
 
-    /// The local address of the context's UDP socket.
+    /// The UDP address the context is bound to, with the actual port when
+    /// bound to port 0. Never fails.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.handle.local_addr())
     }
@@ -190,9 +191,12 @@ impl UtpContext {
     }
 }
 
-/// Accepts incoming connections (a [`UtpContext`] seen as a listener).
+/// Accepts incoming connections (a [`UtpContext`] seen as a listener), in
+/// the manner of [`std::net::TcpListener`].
 ///
-/// An echo server that serves each connection on a thread, and one client:
+/// The I/O thread answers incoming SYNs and queues the connections (up to
+/// [`RuntimeConfig::backlog`]) until [`accept`](Self::accept) takes them. Dropping the listener drops its context handle; the I/O
+/// thread ends once no handle is left and every connection has closed.
 ///
 /// ```
 /// use std::io::{Read, Write};
@@ -201,20 +205,27 @@ impl UtpContext {
 ///
 /// let listener = UtpListener::bind("127.0.0.1:0")?;
 /// let addr = listener.local_addr()?;
-/// let server = std::thread::spawn(move || -> std::io::Result<()> {
-///     let (mut conn, _peer) = listener.accept()?;
-///     let mut buf = Vec::new();
-///     conn.read_to_end(&mut buf)?;                  // until the client's FIN
-///     conn.write_all(&buf)?;
-///     conn.close()                                   // waits for the ACK
+/// assert_ne!(addr.port(), 0);
+///
+/// // Server: accept one connection, answer each request with its reverse.
+/// let server = std::thread::spawn(move || -> std::io::Result<Vec<u8>> {
+///     let (mut stream, _peer) = listener.accept()?;
+///     let mut request = Vec::new();
+///     stream.read_to_end(&mut request)?; // until the client's FIN
+///     let reply: Vec<u8> = request.iter().rev().copied().collect();
+///     stream.write_all(&reply)?;
+///     stream.close()?; // returns once the client acknowledged the reply
+///     Ok(request)
 /// });
+///
 /// let mut client = UtpStream::connect(addr)?;
-/// client.write_all(b"echo me")?;
-/// client.shutdown(Shutdown::Write)?;
-/// let mut back = String::new();
-/// client.read_to_string(&mut back)?;
-/// assert_eq!(back, "echo me");
-/// server.join().unwrap()?;
+/// client.write_all(b"ping")?;
+/// client.shutdown(Shutdown::Write)?; // FIN: the server's read_to_end ends
+/// let mut reply = Vec::new();
+/// client.read_to_end(&mut reply)?;
+/// assert_eq!(reply, b"gnip");
+/// client.close()?;
+/// assert_eq!(server.join().unwrap()?, b"ping");
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug)]
@@ -229,7 +240,8 @@ impl UtpListener {
         Ok(UtpContext::bind(addr)?.listener())
     }
 
-    /// The local address of the listener's UDP socket (its context's).
+    /// The UDP address the listener's context is bound to (with the actual
+    /// port when bound to port 0). Never fails.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.ctx.local_addr()
     }
@@ -244,7 +256,8 @@ impl UtpListener {
         self.ctx.accept()
     }
 
-    /// Like [`UtpListener::accept`], giving up with `TimedOut` after `timeout`.
+    /// Waits at most `timeout` for a connection (`TimedOut` after), also in
+    /// non-blocking mode.
     pub fn accept_timeout(&self, timeout: Duration) -> io::Result<(UtpStream, SocketAddr)> {
         self.ctx.accept_timeout(timeout)
     }
@@ -254,7 +267,10 @@ impl UtpListener {
         Incoming { listener: self }
     }
 
-    /// In non-blocking mode `accept` returns `WouldBlock` when no connection is queued.
+    /// In non-blocking mode [`accept`](Self::accept) (and
+    /// [`incoming`](Self::incoming)) return `WouldBlock` instead of waiting.
+    /// Affects this listener only, not other handles of the context. Never
+    /// fails.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
         *self.nonblocking.lock() = nonblocking;
         Ok(())
@@ -299,28 +315,36 @@ struct StreamInner {
 
 /// A uTP connection: a reliable, ordered byte stream. Dropping the last
 /// clone closes it gracefully in the background (queued data is still
-/// delivered, bounded by the linger time); [`UtpStream::close`] waits for
+/// delivered, bounded by the linger time); [`close`](Self::close) waits for
 /// that and reports the outcome.
+///
+/// It implements [`Read`] and [`Write`] (also through `&UtpStream`, so
+/// one thread can read while another writes). Reads and writes block
+/// unless [`set_nonblocking`](Self::set_nonblocking) or a timeout is set;
+/// errors are those listed in the [module documentation](self).
 ///
 /// ```
 /// use std::io::{Read, Write};
-/// use std::time::Duration;
-/// use utp_core::runtime::{UtpListener, UtpStream};
+/// use utp_core::runtime::{UtpContext, UtpStream};
 ///
-/// let listener = UtpListener::bind("127.0.0.1:0")?;
-/// let addr = listener.local_addr()?;
-/// let sender = std::thread::spawn(move || -> std::io::Result<()> {
-///     let mut s = UtpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-///     s.write_all(&[7u8; 100_000])?;
-///     s.close()                  // Ok once the peer acknowledged every byte
+/// // An echo server on its own context (UDP port and I/O thread).
+/// let server = UtpContext::bind("127.0.0.1:0")?;
+/// let addr = server.local_addr()?;
+/// let echo = std::thread::spawn(move || -> std::io::Result<()> {
+///     let (mut s, _) = server.accept()?;
+///     let mut buf = [0u8; 64];
+///     let n = s.read(&mut buf)?;
+///     s.write_all(&buf[..n])?;
+///     s.close()
 /// });
-/// let (mut conn, _) = listener.accept()?;
-/// conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-/// let mut got = Vec::new();
-/// conn.read_to_end(&mut got)?;
-/// assert_eq!(got.len(), 100_000);
-/// assert!(got.iter().all(|&b| b == 7));
-/// sender.join().unwrap()?;
+///
+/// let mut stream = UtpStream::connect(addr)?;
+/// assert_eq!(stream.peer_addr()?, addr);
+/// stream.write_all(b"hello uTP")?;
+/// let mut buf = [0u8; 9];
+/// stream.read_exact(&mut buf)?;
+/// assert_eq!(&buf, b"hello uTP");
+/// echo.join().unwrap()?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 #[derive(Debug)]
@@ -360,12 +384,15 @@ impl UtpStream {
         Self::private_context(addr)?.connect_timeout(addr, timeout)
     }
 
-    /// The peer's address.
+    /// The remote address (IPv4-mapped IPv6 addresses appear as IPv4).
+    /// Never fails.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.inner.handle.peer_addr())
     }
 
-    /// The local address the kernel uses for this peer (as `TcpStream::local_addr`), not the wildcard the context is bound to.
+    /// The local address: the context's port and the source address the
+    /// kernel uses towards the peer (never `0.0.0.0` when the context is
+    /// bound to a wildcard address). Never fails.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.inner.handle.local_addr())
     }
@@ -400,7 +427,8 @@ impl UtpStream {
         Ok(())
     }
 
-    /// The read timeout set by [`UtpStream::set_read_timeout`].
+    /// The read timeout set by [`set_read_timeout`](Self::set_read_timeout)
+    /// (`None` by default). Never fails.
     pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
         Ok(self.inner.opts.lock().read_timeout)
     }
@@ -412,7 +440,8 @@ impl UtpStream {
         Ok(())
     }
 
-    /// The write timeout set by [`UtpStream::set_write_timeout`].
+    /// The write timeout set by [`set_write_timeout`](Self::set_write_timeout)
+    /// (`None` by default); it also bounds [`close`](Self::close). Never fails.
     pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
         Ok(self.inner.opts.lock().write_timeout)
     }
@@ -474,12 +503,16 @@ impl UtpStream {
         self.inner.handle.set_readiness_callback(cb);
     }
 
-    /// What the stream is ready for right now, without waiting.
+    /// What a read or write would do now without blocking. Also re-arms
+    /// the readiness callback (see [`StreamHandle::set_readiness_callback`]).
     pub fn readiness(&self) -> Readiness {
         self.inner.handle.readiness()
     }
 
-    /// The connection's error, if it failed, taken once (as `TcpStream::take_error`).
+    /// The error the connection failed with (`ConnectionRefused`,
+    /// `ConnectionReset`, `TimedOut`), or `NotConnected` when the I/O thread
+    /// stopped; `None` while healthy. Unlike `TcpStream::take_error`, it
+    /// does not clear the error: later calls report it again.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         Ok(self.inner.handle.take_error())
     }

@@ -12,8 +12,9 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
+/// A level-triggered `eventfd` that polls readable while its handle is
+/// ready for the waiter's interest (see the [module docs](self)).
 #[derive(Debug)]
-/// An eventfd that polls readable while its handle is ready for what was asked; see the module docs.
 pub struct Notifier {
     fd: OwnedFd,
     /// The eventfd counter is non-zero (the descriptor polls readable).

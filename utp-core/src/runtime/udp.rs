@@ -73,16 +73,18 @@ pub enum IcmpKind {
     /// The datagram was too big for the path; `mtu` is the next hop's MTU
     /// (0 when unknown).
     FragNeeded {
-        /// The next hop's MTU (0 when unknown).
+        /// Path MTU the kernel reported (bytes, IP header included; 0 when
+        /// unknown).
         mtu: u32,
     },
-    /// Anything else (host/net unreachable, ...).
+    /// Anything else (host/net unreachable, ...), as the kernel's
+    /// `sock_extended_err` gave it.
     Other {
-        /// Who reported it (`SO_EE_ORIGIN_*`).
+        /// `ee_origin`: `SO_EE_ORIGIN_ICMP`, `SO_EE_ORIGIN_ICMP6`, `SO_EE_ORIGIN_LOCAL`, ...
         origin: u8,
-        /// The ICMP type.
+        /// `ee_type`: the ICMP or ICMPv6 type.
         icmp_type: u8,
-        /// The ICMP code.
+        /// `ee_code`: the ICMP or ICMPv6 code.
         code: u8,
     },
 }
@@ -92,22 +94,22 @@ pub enum IcmpKind {
 pub struct IcmpError {
     /// Where the offending datagram was going.
     pub destination: SocketAddr,
-    /// What kind of error it is.
+    /// What the error says.
     pub kind: IcmpKind,
     /// The errno the kernel attached (`ECONNREFUSED`, `EMSGSIZE`, ...).
     pub errno: i32,
     /// The start of the offending datagram (a uTP header names the
     /// connection id), `original_len` bytes of it.
     pub original: [u8; 32],
-    /// How many bytes of `original` are valid.
+    /// How many bytes of `original` are valid (at most 32).
     pub original_len: usize,
 }
 
 /// Something `sendmmsg` can send.
 pub trait Datagram {
-    /// Where it goes.
+    /// Where to send it.
     fn destination(&self) -> SocketAddr;
-    /// The UDP payload.
+    /// The UDP payload (the whole uTP packet).
     fn payload(&self) -> &[u8];
 }
 
@@ -374,7 +376,7 @@ impl UdpSocket {
         }
     }
 
-    /// The address the socket is bound to.
+    /// The bound address, with the actual port when bound to port 0.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
     }
@@ -767,7 +769,7 @@ impl RecvBatch {
         self.len
     }
 
-    /// No datagrams in the batch.
+    /// True when the last receive got nothing.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -848,7 +850,7 @@ impl Default for SendBatch {
 }
 
 impl SendBatch {
-    /// An empty batch with room for the largest `sendmmsg` the runtime makes.
+    /// Arrays for one `sendmmsg` call's worth of messages, allocated once.
     pub fn new() -> SendBatch {
         // SAFETY: these are plain C structs; all-zero is a valid value.
         let zero_addr: libc::sockaddr_storage = unsafe { mem::zeroed() };

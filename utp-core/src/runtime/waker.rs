@@ -10,15 +10,17 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// An `eventfd` the I/O thread polls next to its UDP socket; other threads
+/// [`wake`](Self::wake) it after queueing a command.
 #[derive(Debug)]
-/// The I/O thread's wake-up eventfd; see the module docs.
 pub struct Waker {
     fd: OwnedFd,
     pending: AtomicBool,
 }
 
 impl Waker {
-    /// A fresh eventfd (non-blocking, close-on-exec).
+    /// A new non-blocking, close-on-exec eventfd, not readable. Fails with
+    /// the OS error of `eventfd(2)` (e.g. `EMFILE`).
     pub fn new() -> io::Result<Waker> {
         // SAFETY: plain syscall.
         let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };

@@ -111,10 +111,12 @@ impl FlowPlan {
     pub fn fin_only() -> Self {
         FlowPlan::send(0)
     }
+    /// The same plan, and also `close` once done (see [`FlowPlan::close`]).
     pub fn and_close(mut self) -> Self {
         self.close = true;
         self
     }
+    /// The same plan without the FIN after the last byte.
     pub fn no_shutdown(mut self) -> Self {
         self.shutdown = false;
         self
@@ -124,15 +126,22 @@ impl FlowPlan {
 /// Everything a [`Peer`] saw on one connection.
 #[derive(Clone, Debug)]
 pub struct Flow {
+    /// The connection's handle on the node's endpoint.
     pub handle: ConnectionHandle,
     /// The remote address (known at once for outgoing connections, from
     /// `peer_addr` for incoming ones).
     pub remote: Option<SocketAddr>,
+    /// We initiated the connection (`Peer::connect`), rather than accepted it.
     pub outgoing: bool,
+    /// What this connection does with its send direction.
     pub plan: FlowPlan,
-    /// Key of the stream we send and of the stream we expect.
+    /// [`pattern_key`] of the stream we send (of our own address).
     pub send_key: u64,
+    /// [`pattern_key`] of the stream we expect (of the remote address);
+    /// `None` until the remote is known.
     pub recv_key: Option<u64>,
+    /// When the flow began: `connect` called, or `Incoming` seen (µs,
+    /// simulated time, as every time below).
     pub started_at: u64,
     /// `Connected` (outgoing) or `Incoming` (incoming).
     pub connected_at: Option<u64>,
@@ -140,10 +149,13 @@ pub struct Flow {
     pub sent: u64,
     /// When the last byte of the plan was accepted by `write`.
     pub all_written_at: Option<u64>,
+    /// When `shutdown_write` succeeded (FIN queued).
     pub shutdown_at: Option<u64>,
+    /// When the peer called `close` on this connection.
     pub close_called_at: Option<u64>,
-    /// Bytes read, and `(time, cumulative bytes)` after each read burst.
+    /// Bytes read so far.
     pub received: u64,
+    /// `(time, cumulative bytes read)` after each read burst.
     pub recv_log: Vec<(u64, u64)>,
     /// First stream offset whose byte was wrong, and when it was read.
     pub mismatch: Option<(u64, u64)>,
@@ -153,6 +165,7 @@ pub struct Flow {
     pub read_end_at: Option<u64>,
     /// `Event::Error` time and kind.
     pub error: Option<(u64, ConnectionError)>,
+    /// `Event::Closed` time (the handle became invalid).
     pub closed_at: Option<u64>,
     /// Unexpected results of stream calls: `(time, call, error)`.
     pub call_errors: Vec<(u64, &'static str, StreamError)>,
@@ -365,6 +378,8 @@ impl fmt::Debug for Peer {
 }
 
 impl Peer {
+    /// The application of the node at `addr`: accepts with
+    /// [`FlowPlan::sink`], writes in 64 KiB chunks, no hook.
     pub fn new(addr: SocketAddr) -> Self {
         Peer {
             addr,
@@ -379,6 +394,7 @@ impl Peer {
         }
     }
 
+    /// The node's address (its streams are keyed by it).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

@@ -133,6 +133,7 @@ impl LinkConfig {
     pub fn ideal() -> Self {
         Self::new().delay_us(0)
     }
+    /// Bandwidth in bits per second. Panics if `bps` is 0.
     pub fn bandwidth_bps(mut self, bps: u64) -> Self {
         assert!(bps > 0, "bandwidth must be positive");
         self.bandwidth_bps = Some(bps);
@@ -142,13 +143,16 @@ impl LinkConfig {
     pub fn mbps(self, mbps: f64) -> Self {
         self.bandwidth_bps((mbps * 1e6).round() as u64)
     }
+    /// One-way propagation delay (µs).
     pub fn delay_us(mut self, us: u64) -> Self {
         self.delay_us = us;
         self
     }
+    /// One-way propagation delay (ms).
     pub fn delay_ms(self, ms: u64) -> Self {
         self.delay_us(ms * 1000)
     }
+    /// Drop-tail queue of at most `bytes` bytes.
     pub fn queue_bytes(mut self, bytes: usize) -> Self {
         self.queue = QueueLimit::Bytes(bytes);
         self
@@ -158,14 +162,19 @@ impl LinkConfig {
         self.queue = QueueLimit::Time(ms * 1000);
         self
     }
+    /// A queue that never drops.
     pub fn unbounded_queue(mut self) -> Self {
         self.queue = QueueLimit::Unbounded;
         self
     }
+    /// Independent loss probability per datagram. Panics outside `0..=1`.
     pub fn loss(mut self, p: f64) -> Self {
         self.loss = check_prob(p);
         self
     }
+    /// Gilbert-Elliott burst loss (see [`GilbertElliott`]) with one chain
+    /// step per millisecond or per datagram. Panics if a probability is
+    /// outside `0..=1`.
     pub fn burst_loss(mut self, p_good_to_bad: f64, p_bad_to_good: f64, loss_in_bad: f64) -> Self {
         self.burst = Some(GilbertElliott {
             p_good_to_bad: check_prob(p_good_to_bad),
@@ -188,10 +197,14 @@ impl LinkConfig {
         self.reorder_max_us = max_extra_us.max(1);
         self
     }
+    /// Probability that a datagram is delivered twice (the copy up to
+    /// [`duplicate_max_us`](Self::duplicate_max_us) later). Panics outside `0..=1`.
     pub fn duplicate(mut self, p: f64) -> Self {
         self.duplicate = check_prob(p);
         self
     }
+    /// Probability that a datagram is corrupted (see [`corrupt`]). Panics
+    /// outside `0..=1`.
     pub fn corrupt(mut self, p: f64) -> Self {
         self.corrupt = check_prob(p);
         self
@@ -226,13 +239,17 @@ fn check_prob(p: f64) -> f64 {
 /// Counters of one link direction.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LinkStats {
+    /// Datagrams offered by [`Link::send`], whatever became of them.
     pub offered_datagrams: u64,
+    /// Bytes of the offered datagrams.
     pub offered_bytes: u64,
     /// Arrivals scheduled at the far end (duplicates included).
     pub delivered_datagrams: u64,
+    /// Bytes of the scheduled arrivals (as delivered, so after corruption).
     pub delivered_bytes: u64,
     /// Tail drops at the bottleneck queue.
     pub queue_drops: u64,
+    /// Bytes of the tail-dropped datagrams.
     pub queue_drop_bytes: u64,
     /// Independent random losses.
     pub random_losses: u64,
@@ -242,8 +259,11 @@ pub struct LinkStats {
     pub down_drops: u64,
     /// Dropped by a test filter.
     pub filtered: u64,
+    /// Datagrams given an extra delay (they may be overtaken).
     pub reordered: u64,
+    /// Datagrams delivered twice.
     pub duplicated: u64,
+    /// Datagrams corrupted on the wire.
     pub corrupted: u64,
     /// Largest queue occupancy seen (bytes, including the datagram being serialised).
     pub max_queue_bytes: usize,
@@ -349,6 +369,7 @@ impl Link {
         }
     }
 
+    /// The current settings.
     pub fn config(&self) -> &LinkConfig {
         &self.config
     }
@@ -357,9 +378,11 @@ impl Link {
         self.queue_limit = config.queue_limit_bytes();
         self.config = config;
     }
+    /// Counters since the link was made.
     pub fn stats(&self) -> &LinkStats {
         &self.stats
     }
+    /// False while the link is down (see [`set_up`](Self::set_up)).
     pub fn is_up(&self) -> bool {
         self.up
     }
@@ -368,9 +391,12 @@ impl Link {
     pub fn set_up(&mut self, up: bool) {
         self.up = up;
     }
+    /// Install a filter that sees every offered datagram (replacing any
+    /// previous one).
     pub fn set_filter(&mut self, filter: LinkFilter) {
         self.filter = Some(filter);
     }
+    /// Remove the filter.
     pub fn clear_filter(&mut self) {
         self.filter = None;
     }

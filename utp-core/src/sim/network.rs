@@ -26,13 +26,18 @@ pub struct LinkId(pub usize);
 /// A simulated host.
 #[derive(Debug)]
 pub struct Node {
+    /// The node's address: the source of its datagrams and the key routes use.
     pub addr: SocketAddr,
+    /// The sans-IO engine the network feeds datagrams and time.
     pub endpoint: Endpoint,
+    /// The application that drives the endpoint's connections.
     pub app: Peer,
     /// False once removed: datagrams to it vanish, its timers stop.
     pub alive: bool,
-    /// Datagrams delivered to the endpoint and what it said about them.
+    /// Datagrams delivered to the endpoint.
     pub datagrams_in: u64,
+    /// Of those, the ones the endpoint reported as
+    /// [`DatagramKind::NotUtp`](crate::endpoint::DatagramKind::NotUtp).
     pub not_utp_in: u64,
     /// Endpoints replaced by [`Network::restart_node`], oldest first.
     pub previous: Vec<(Endpoint, Peer)>,
@@ -83,9 +88,13 @@ pub enum StopReason {
 /// A failed run: why, when, and a dump of the whole network.
 #[derive(Clone, Debug)]
 pub struct SimError {
+    /// Why the run stopped.
     pub reason: StopReason,
+    /// The network's seed, to replay the run (`UTP_SIM_SEED`).
     pub seed: u64,
+    /// Virtual time of the stop (µs).
     pub now_us: u64,
+    /// [`Network::describe`] at the stop: nodes, flows, links, trace tail.
     pub state: String,
 }
 
@@ -108,6 +117,7 @@ impl std::error::Error for SimError {}
 /// Counters of the network as a whole.
 #[derive(Clone, Debug, Default)]
 pub struct NetStats {
+    /// Calls of [`Network::step`] that found something to do.
     pub steps: u64,
     /// Datagrams sent to an address without a (live) node.
     pub unroutable: u64,
@@ -142,11 +152,17 @@ pub struct Network {
 /// One datagram as seen by the network: when it was sent or delivered.
 #[derive(Clone, Debug)]
 pub struct TraceEntry {
+    /// Virtual time of the send or delivery (µs).
     pub at: u64,
+    /// True for a delivery to `to`, false for a send by `from`.
     pub delivered: bool,
+    /// Sender's address.
     pub from: SocketAddr,
+    /// Destination address.
     pub to: SocketAddr,
+    /// Datagram length (bytes).
     pub len: usize,
+    /// The decoded uTP header, `None` if the datagram is not uTP.
     pub header: Option<super::wire::Peek>,
 }
 
@@ -216,6 +232,7 @@ impl Network {
         }
     }
 
+    /// The seed the network was made with.
     pub fn seed(&self) -> u64 {
         self.seed
     }
@@ -223,9 +240,11 @@ impl Network {
     pub fn now(&self) -> u64 {
         self.now
     }
+    /// Network-wide counters.
     pub fn stats(&self) -> &NetStats {
         &self.stats
     }
+    /// Every datagram sent and delivered while [`trace`](Self::trace) was on.
     pub fn trace_log(&self) -> &[TraceEntry] {
         &self.trace_log
     }
@@ -248,24 +267,32 @@ impl Network {
         id
     }
 
+    /// The node `id`. Panics for an id this network did not issue (as do
+    /// the other accessors by id).
     pub fn node(&self, id: NodeId) -> &Node {
         &self.nodes[id.0]
     }
+    /// The node `id`, mutably.
     pub fn node_mut(&mut self, id: NodeId) -> &mut Node {
         &mut self.nodes[id.0]
     }
+    /// Every node, in the order added (index = [`NodeId`]).
     pub fn nodes(&self) -> &[Node] {
         &self.nodes
     }
+    /// The endpoint of node `id`.
     pub fn endpoint(&self, id: NodeId) -> &Endpoint {
         &self.nodes[id.0].endpoint
     }
+    /// The application of node `id`.
     pub fn peer(&self, id: NodeId) -> &Peer {
         &self.nodes[id.0].app
     }
+    /// The application of node `id`, mutably (to change plans, hooks).
     pub fn peer_mut(&mut self, id: NodeId) -> &mut Peer {
         &mut self.nodes[id.0].app
     }
+    /// The address of node `id`.
     pub fn addr(&self, id: NodeId) -> SocketAddr {
         self.nodes[id.0].addr
     }
@@ -296,12 +323,15 @@ impl Network {
         self.links.push(Link::new(config, self.rng.gen()));
         id
     }
+    /// The link `id` (its settings and counters). Panics for an unknown id.
     pub fn link(&self, id: LinkId) -> &Link {
         &self.links[id.0]
     }
+    /// The link `id`, mutably (to change settings, take it down).
     pub fn link_mut(&mut self, id: LinkId) -> &mut Link {
         &mut self.links[id.0]
     }
+    /// Install a filter on link `id`; see [`Link::set_filter`].
     pub fn set_link_filter(&mut self, id: LinkId, filter: LinkFilter) {
         self.links[id.0].set_filter(filter);
     }

@@ -2,19 +2,27 @@
 //! (the simulator does not depend on the engine's codec, so a codec bug
 //! cannot hide itself from the tests).
 
-/// Packet types as they appear in the type nibble.
+/// Type nibble of a DATA packet (payload).
 pub const ST_DATA: u8 = 0;
+/// Type nibble of a FIN packet (end of the sender's stream).
 pub const ST_FIN: u8 = 1;
+/// Type nibble of a STATE packet (pure ACK).
 pub const ST_STATE: u8 = 2;
+/// Type nibble of a RESET packet (abort).
 pub const ST_RESET: u8 = 3;
+/// Type nibble of a SYN packet (connection request).
 pub const ST_SYN: u8 = 4;
 
 /// The fields of a uTP datagram a test filter typically needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Peek {
+    /// The type nibble, one of the `ST_*` constants.
     pub packet_type: u8,
+    /// The header's connection id.
     pub connection_id: u16,
+    /// The header's sequence number.
     pub seq_nr: u16,
+    /// The header's acknowledgement number.
     pub ack_nr: u16,
     /// Bytes after the header and the extension chain.
     pub payload_len: usize,
