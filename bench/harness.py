@@ -874,14 +874,20 @@ def run_testbed(tools, work, smoke, tag):
                 ("tcp-alone", [("tcp", "tcp", 0, 2, None)], 2)]
     else:
         f = float(os.environ.get("BENCH_TB_SCALE", "1"))  # < 1 only to test the harness
-        A, C, T, W = 20 * f, 45 * f, 15 * f, 30 * f
+        A, C, T, late = 20 * f, 45 * f, 15 * f, 10 * f
         plan = [
             ("ours-alone", [("ours", "ours", 0, A, None)], A),
             ("libutp-alone", [("libutp", "libutp", 0, A, None)], A),
             ("tcp-alone", [("tcp", "tcp", 0, A, None)], A),
             ("ours+tcp", [("ours", "ours", 0, C, None), ("tcp", "tcp", T, T, None)], C),
-            ("two-ours", [("ours-1", "ours", 0, W, None), ("ours-2", "ours", 5 * f, W - 5 * f, None)], W),
-            ("two-libutp", [("libutp-1", "libutp", 0, W, None), ("libutp-2", "libutp", 5 * f, W - 5 * f, None)], W),
+            # Fairness: two flows started together (20 s), and a latecomer
+            # `late` s behind the first (40 s); the last 15 s / 20 s are measured.
+            ("two-ours-together", [("ours-1", "ours", 0, A, None), ("ours-2", "ours", 0, A, None)], A),
+            ("two-libutp-together", [("libutp-1", "libutp", 0, A, None), ("libutp-2", "libutp", 0, A, None)], A),
+            ("two-ours-latecomer", [("ours-1", "ours", 0, 2 * A, None), ("ours-2", "ours", late, 2 * A - late, None)],
+             2 * A),
+            ("two-libutp-latecomer", [("libutp-1", "libutp", 0, 2 * A, None),
+                                      ("libutp-2", "libutp", late, 2 * A - late, None)], 2 * A),
             ("ours-alone-25ms", [("ours", "ours", 0, A, 25)], A),
             ("ours+tcp-25ms", [("ours", "ours", 0, C, 25), ("tcp", "tcp", T, T, None)], C),
         ]
@@ -937,8 +943,9 @@ def summarize_scenario(sc, flows):
         s["delay_before_p50_ms"] = delay_stats(sc, 3.0, tstart)["delay_p50_ms"]
     else:  # two of ours
         r1, r2 = sc["series"][labels[0]]["rate"], sc["series"][labels[1]]["rate"]
+        # Steady state: from 5 s after the second flow starts, at most the last 20 s.
         st2 = flows[1][2]
-        a, b = st2 + 5, dur
+        a, b = max(st2 + 5, dur - 20), dur
         x1, x2 = window_mean(r1, a, b), window_mean(r2, a, b)
         s.update(flow1_mbit=x1, flow2_mbit=x2, total_mbit=x1 + x2,
                  jain=(x1 + x2) ** 2 / (2 * (x1 * x1 + x2 * x2)) if x1 + x2 else float("nan"),
@@ -1373,7 +1380,8 @@ def write_markdown(res, path, cmd, plots):
         two = [s for s in tbs if s["name"].startswith("two-")]
         if two:
             L.append("\n### Two flows of the same kind (fairness)\n")
-            L.append("Flow 1 runs 0–30 s, flow 2 (the latecomer) 5–30 s; means over 10–30 s.\n")
+            L.append("*together*: both flows run 0–20 s, means over 5–20 s. *latecomer*: flow 1 runs "
+                     "0–40 s, flow 2 10–40 s, means over 20–40 s. Jain's index = (x1 + x2)² / (2 (x1² + x2²)).\n")
             L.append("| scenario | flow 1 Mbit/s | flow 2 Mbit/s | total | Jain's index | delay p50 / p95 ms |")
             L.append("|---|---|---|---|---|---|")
             for s in two:

@@ -801,7 +801,7 @@ fn bottleneck_two_ledbat_share_fairly() {
         x[1] / 1e6
     );
     assert!(
-        jain > 0.8,
+        jain >= 0.95,
         "{name}: seed {seed}: unfair: {:.2} vs {:.2} Mbit/s (Jain {jain:.3})\n{}",
         x[0] / 1e6,
         x[1] / 1e6,
@@ -1736,24 +1736,24 @@ fn bottleneck_ledbat_latecomer_does_not_starve_the_first_flow() {
     // queue the first one already keeps at the target: the known LEDBAT
     // "latecomer advantage" (RFC 6817 4.4). LEDBAT++'s periodic slowdowns
     // drain the queue so the latecomer learns the true base; without them
-    // the first flow starved (0.05 of 9.86 Mbit/s).
+    // the first flow starved (0.05 of 9.86 Mbit/s). LEDBAT++'s growth of one
+    // packet per RTT right up to the target then evens the two out.
     let name = "bottleneck_ledbat_latecomer";
     let seed = sim::seed_from_env(0x1A7E);
     let mut d = Dumbbell::new(seed, &[CongestionKind::Ledbat, CongestionKind::Ledbat]);
     let (from, to) = (secs(30), secs(60));
     d.run(name, &[0, secs(10)], to);
     let x = [d.goodput(0, from, to), d.goodput(1, from, to)];
+    let jain = sim::jain_index(&x);
     summary(name, &d.net, x[0] + x[1], d.up, from, to, d.wall);
     println!(
-        "  {name}: first {:.2} / latecomer {:.2} Mbit/s, Jain index {:.3}",
+        "  {name}: first {:.2} / latecomer {:.2} Mbit/s, Jain index {jain:.3}",
         x[0] / 1e6,
         x[1] / 1e6,
-        sim::jain_index(&x)
     );
-    let share = x[0] / (x[0] + x[1]);
     assert!(
-        share >= 0.15,
-        "{name}: seed {seed}: first flow starved: {:.2} vs {:.2} Mbit/s\n{}",
+        jain >= 0.95,
+        "{name}: seed {seed}: unfair: first {:.2} vs latecomer {:.2} Mbit/s (Jain {jain:.3})\n{}",
         x[0] / 1e6,
         x[1] / 1e6,
         d.net.describe()

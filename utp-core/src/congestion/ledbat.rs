@@ -11,12 +11,15 @@
 //!   `ssthresh = cwnd`; it also ends when `cwnd` reaches `ssthresh`.
 //! * **Congestion avoidance**:
 //!   `off_target = clamp((target − delay)/target, −1, 1)`,
-//!   growth `gain = GAIN · off_target · mss · min(acked, cwnd) / cwnd` when
-//!   below the target (at most one `mss` per RTT, at zero delay), and a
-//!   decrease `DECREASE_GAIN · off_target · acked` above it, proportional to
-//!   the window: at twice the target or more the window halves per RTT
-//!   (RFC 6817 §2.4.2's bound), so a queue left by slow start drains in a
-//!   few RTTs. With an unknown delay, `off_target = 1`.
+//!   growth `gain = GAIN · mss · min(acked, cwnd) / cwnd` when at or below
+//!   the target (one `mss` per RTT, not scaled by `off_target` as RFC 6817
+//!   does: LEDBAT++), and a decrease `DECREASE_GAIN · off_target · acked`
+//!   above it, proportional to the window: at twice the target or more the
+//!   window halves per RTT (RFC 6817 §2.4.2's bound), so a queue left by
+//!   slow start drains in a few RTTs. The queue swings a little around the
+//!   target, and each time above it the bigger windows shrink more: flows
+//!   sharing a bottleneck converge to equal shares. With an unknown delay,
+//!   `off_target = 1`.
 //! * Growth of either kind happens only when `window_limited`; decreases
 //!   always apply.
 //! * **Loss** (`on_loss`): `cwnd = max(cwnd/2, min)`, `ssthresh = cwnd`,
@@ -31,7 +34,9 @@
 
 use super::{within_loss_interval, AckSample, CongestionConfig, CongestionControl};
 
-/// RFC 6817's GAIN: window growth per RTT at zero queuing delay, in MSS.
+/// Window growth per RTT while the queuing delay is below the target, in
+/// MSS. RFC 6817 scales it by how far below the target the delay is; like
+/// LEDBAT++ we do not (see `on_ack`), so that flows sharing a queue even out.
 ///
 /// libutp grows by a fixed `MAX_CWND_INCREASE_PER_RTT` = 3000 bytes per RTT
 /// (about two packets). We scale by the MSS instead so the ramp follows the
@@ -225,9 +230,14 @@ impl CongestionControl for Ledbat {
         } else {
             let off_target = delay.map_or(1.0, |d| ((target - d) / target).clamp(-1.0, 1.0));
             let gain = if off_target >= 0.0 {
-                // Growth is bounded: at most GAIN packets per RTT.
+                // GAIN packets per RTT below the target, however close to it
+                // (LEDBAT++): growth scaled by the distance to the target
+                // (RFC 6817) approaches it from below and never triggers the
+                // decrease, so flows that share a queue keep whatever
+                // split they started with. Crossing the target a little
+                // every cycle lets the proportional decrease even them out.
                 if s.window_limited {
-                    GAIN * off_target * self.mss as f64 * acked / self.cwnd
+                    GAIN * self.mss as f64 * acked / self.cwnd
                 } else {
                     0.0
                 }
@@ -478,14 +488,14 @@ mod tests {
         // One MSS per RTT at zero delay (GAIN = 1), within rounding.
         let w = c.window();
         assert!((20 * MSS + MSS * 9 / 10 + 1..=21 * MSS).contains(&w), "{w}");
-        // Half the target: about half an MSS.
-        let mut c = in_avoidance(20 * MSS);
-        ack_one_window(&mut c, Some(50_000), true, 0);
-        let w = c.window();
-        assert!(
-            (20 * MSS + MSS * 4 / 10 + 1..=20 * MSS + MSS / 2).contains(&w),
-            "{w}"
-        );
+        // Half the target, and at the target itself: still one MSS
+        // (LEDBAT++; RFC 6817 would scale it down to half and to nothing).
+        for delay in [50_000, 100_000] {
+            let mut c = in_avoidance(20 * MSS);
+            ack_one_window(&mut c, Some(delay), true, 0);
+            let w = c.window();
+            assert!((20 * MSS + MSS * 9 / 10 + 1..=21 * MSS).contains(&w), "{w}");
+        }
     }
 
     #[test]
@@ -532,12 +542,27 @@ mod tests {
     }
 
     #[test]
-    fn ledbat_equilibrium_at_target() {
-        let mut c = in_avoidance(20 * MSS);
-        for i in 0..10 {
-            ack_one_window(&mut c, Some(100_000), true, i * RTT);
+    fn ledbat_decrease_evens_out_shared_queues() {
+        // Growth is the same for every window (one MSS per RTT below the
+        // target) and the decrease above it is proportional: the bigger
+        // window loses more, which is what evens out flows that share a
+        // queue as it swings around the target. 10 % above: 5 % per RTT.
+        let mut small = in_avoidance(50 * MSS);
+        let mut big = in_avoidance(150 * MSS);
+        for i in 0..4 {
+            ack_one_window(&mut small, Some(110_000), true, i * RTT);
+            ack_one_window(&mut big, Some(110_000), true, i * RTT);
         }
-        assert_eq!(c.window(), 20 * MSS);
+        let (ls, lb) = (50 * MSS - small.window(), 150 * MSS - big.window());
+        assert!(ls > 0 && lb > 2 * ls, "small lost {ls}, big lost {lb}");
+        let ratio = big.window() as f64 / small.window() as f64;
+        assert!((2.9..3.1).contains(&ratio), "{ratio}");
+        for i in 4..8 {
+            ack_one_window(&mut small, Some(90_000), true, i * RTT);
+            ack_one_window(&mut big, Some(90_000), true, i * RTT);
+        }
+        // Back below the target both gain the same: the ratio drops.
+        assert!((big.window() as f64 / small.window() as f64) < ratio - 0.1);
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub const TLP_MIN_US: u64 = 10_000;
 /// retransmission timer has to recover: with one, a probe or its ACK lost
 /// (one time in five at 10 % loss each way) cost a whole RTO (≥ 500 ms).
 pub const MAX_TLP_PROBES: u32 = 3;
+/// Most doublings of the probe timeout kept while no clean RTT sample comes.
+pub const MAX_TLP_BACKOFF: u32 = 6;
 /// Longest interval between zero-window probes.
 pub const MAX_PROBE_INTERVAL_US: u64 = 30_000_000;
 /// How long a closed connection lingers to re-acknowledge a retransmitted FIN.
@@ -158,6 +160,11 @@ pub struct Connection {
     tlp_deadline: Option<u64>,
     /// Tail-loss probes sent since the last ACK of new data.
     tlp_probes: u32,
+    /// Doublings of the probe timeout since the last clean RTT sample: Karn
+    /// for probes. A probe fired before the real RTT makes every ACK
+    /// ambiguous, and with one packet in flight (LEDBAT after a route
+    /// change) no sample would ever come to correct the stale SRTT.
+    tlp_backoff: u32,
     /// Probes sent into the current closed window (the interval doubles).
     probes: u32,
     /// Last time anything was sent (keep-alive) or received.
@@ -238,6 +245,7 @@ impl Connection {
             probe_deadline: None,
             tlp_deadline: None,
             tlp_probes: 0,
+            tlp_backoff: 0,
             probes: 0,
             last_send_us: now_us,
             last_recv_us: now_us,
@@ -755,6 +763,9 @@ impl Connection {
             // the RTO time out again and again without learning the RTT.)
             if acked.min_rtt_us.is_some() {
                 self.rto_backoff = 0;
+                self.tlp_backoff = 0;
+            } else if acked.probe_sent_at_us.is_some() {
+                self.tlp_backoff = (self.tlp_backoff + 1).min(MAX_TLP_BACKOFF);
             }
             self.dup_acks = 0;
             if acked.bytes > 0 {
@@ -1053,7 +1064,7 @@ impl Connection {
             && self.state == State::Connected
         {
             if let Some(srtt) = self.rtt.srtt_us() {
-                let pto = (2 * srtt).max(TLP_MIN_US) << self.tlp_probes;
+                let pto = (2 * srtt).max(TLP_MIN_US) << (self.tlp_probes + self.tlp_backoff);
                 if self.rto_deadline.is_none_or(|r| io.now_us + pto < r) {
                     self.tlp_deadline = Some(io.now_us + pto);
                 }
