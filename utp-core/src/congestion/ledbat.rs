@@ -311,6 +311,17 @@ impl CongestionControl for Ledbat {
         .effective_target_us();
     }
 
+    fn on_base_delay_raised(&mut self, rise_us: u32) {
+        // A rise past the target means the delay we backed off from was
+        // the path, not a queue (a route change, or a queue that stood for
+        // the whole history): slow-start back up; the delay ends it.
+        if rise_us >= self.target_us && !self.slow_start {
+            self.slow_start = true;
+            self.ssthresh = self.max_window;
+            self.slowdown.frozen_until_us = None;
+        }
+    }
+
     fn set_mss(&mut self, mss: usize) {
         self.mss = mss.max(1);
         self.max_window = self.max_window.max(self.min_window());
@@ -666,6 +677,20 @@ mod tests {
             ..cfg()
         });
         assert_eq!(c.window(), MSS);
+    }
+
+    #[test]
+    fn ledbat_base_delay_rise_past_target_restarts_slow_start() {
+        let mut c = in_avoidance(2 * MSS);
+        // Drift-sized rises change nothing.
+        c.on_base_delay_raised(5_000);
+        assert!(!c.in_slow_start());
+        c.on_base_delay_raised(600_000);
+        assert!(c.in_slow_start());
+        assert_eq!(c.ssthresh(), 1 << 20);
+        // At zero queuing delay the window doubles per RTT again.
+        ack_one_window(&mut c, Some(0), true, 0);
+        assert_eq!(c.window(), 4 * MSS);
     }
 
     #[test]

@@ -70,6 +70,10 @@ pub trait CongestionControl: Debug + Send {
     fn set_target_delay_us(&mut self, _target_delay_us: u32) {}
     /// The maximum payload per packet changed (e.g. path-MTU discovery).
     fn set_mss(&mut self, _mss: usize) {}
+    /// The base delay was re-learned higher by at least `rise_us` (the old
+    /// minimum aged out of the history): the path changed, so a delay-based
+    /// controller may ramp up again quickly instead of by its slow increase.
+    fn on_base_delay_raised(&mut self, _rise_us: u32) {}
 }
 
 /// Which controller a connection uses.

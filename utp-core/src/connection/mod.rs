@@ -751,7 +751,14 @@ impl Connection {
             self.rtt.on_sample(rtt);
         }
         if h.timestamp_diff_us != 0 && acked.bytes > 0 {
+            let base_before = self.our_delay.base_delay_us();
             self.our_delay.add_sample(h.timestamp_diff_us, now);
+            if let (Some(before), Some(after)) = (base_before, self.our_delay.base_delay_us()) {
+                let rise = after.wrapping_sub(before) as i32;
+                if rise > 0 {
+                    self.cc.on_base_delay_raised(rise as u32);
+                }
+            }
         }
 
         if acked.packets > 0 {
@@ -781,9 +788,12 @@ impl Connection {
                     let sample = Event::DelaySample(self.handle, queuing.unwrap_or(0));
                     io.events.push_back(sample);
                 }
+                // Held back by our window within the last round trip (or
+                // second): on a 1 s+ path the window filled a whole RTT ago.
+                let recent = self.rtt.srtt_us().unwrap_or(0).max(1_000_000);
                 let window_limited = self
                     .last_cwnd_limited_us
-                    .is_some_and(|t| now.saturating_sub(t) < 1_000_000);
+                    .is_some_and(|t| now.saturating_sub(t) < 2 * recent);
                 self.cc.on_ack(&crate::congestion::AckSample {
                     now_us: now,
                     bytes_acked: acked.bytes,
