@@ -174,6 +174,18 @@ fn total_retransmits(net: &Network) -> (u64, u64) {
     (rto, fast)
 }
 
+/// Goodput must reach `floor_mbps`: set at about 60 % of what the scenario
+/// measured on its default seed, so a slower recovery fails the test.
+fn assert_goodput(name: &str, net: &Network, thr_bps: f64, floor_mbps: f64) {
+    assert!(
+        thr_bps >= floor_mbps * 1e6,
+        "{name}: seed {}: goodput {:.2} Mbit/s below {floor_mbps} Mbit/s\n{}",
+        net.seed(),
+        thr_bps / 1e6,
+        net.describe()
+    );
+}
+
 /// The one-line summary of a scenario: throughput, queueing delay on `link`
 /// over `[from, to)`, retransmissions and wall time.
 fn summary(
@@ -1108,6 +1120,8 @@ fn fin_arrives_before_missing_data() {
     let fin_at = pr.fin_at.expect("assert_exact saw EOF, so a FIN passed");
     let eof = fb.eof_at.expect("checked");
     summary(name, &p.net, transfer_rate(fb), p.ab, 0, u64::MAX, p.wall);
+    // Measured 4.60 Mbit/s (2026-12-05).
+    assert_goodput(name, &p.net, transfer_rate(fb), 2.7);
     println!(
         "  {name}: dropped {} packets, FIN passed at {:.3} s, last hole filled at {:.3} s, EOF at {:.3} s",
         pr.dropped.len(),
@@ -1216,6 +1230,8 @@ fn zero_window_case(name: &str, default_seed: u64, pause: u64) {
         u64::MAX,
         p.wall,
     );
+    // Measured 12.65 Mbit/s from resuming to EOF, both pauses (2026-12-05).
+    assert_goodput(name, &p.net, fb.goodput_bps(resume, t), 7.5);
     println!(
         "  {name}: during the {} s pause: {sent_during_pause} datagrams sent, peer window {peer_window}, in flight {in_flight}; after resuming: more than the buffer read at +{:.3} s, EOF at +{:.3} s",
         pause / 1_000_000,
@@ -1255,6 +1271,8 @@ fn server_pushes_to_silent_client() {
         u64::MAX,
         p.wall,
     );
+    // Measured 5.09 Mbit/s (2026-12-05).
+    assert_goodput(name, &p.net, transfer_rate(p.flow_a()), 3.0);
 }
 
 #[test]
@@ -1278,6 +1296,8 @@ fn half_close_first_then_download() {
         u64::MAX,
         p.wall,
     );
+    // Measured 6.67 Mbit/s (2026-12-05).
+    assert_goodput(name, &p.net, transfer_rate(p.flow_a()), 4.0);
     println!(
         "  {name}: B saw EOF at {:.3} s, A finished at {:.3} s",
         p.flow_b().eof_at.unwrap_or(0) as f64 / 1e6,
@@ -1326,6 +1346,8 @@ fn many_connections_both_ways() {
         * 8e6
         / p.net.now() as f64;
     summary(name, &p.net, thr, p.ab, 0, u64::MAX, p.wall);
+    // Measured 14.92 Mbit/s, both directions together (2026-12-05).
+    assert_goodput(name, &p.net, thr, 9.0);
 }
 
 #[test]
@@ -1561,6 +1583,13 @@ fn handshake_survives_lost_syn_ack() {
         u64::MAX,
         p.wall,
     );
+    // Measured 2.32 Mbit/s both ways, the SYN's retransmission included (2026-12-05).
+    assert_goodput(
+        name,
+        &p.net,
+        transfer_rate(p.flow_a()) + transfer_rate(p.flow_b()),
+        1.4,
+    );
     println!(
         "  {name}: connected after {:.3} s",
         p.flow_a().connected_at.unwrap_or(0) as f64 / 1e6
@@ -1601,6 +1630,13 @@ fn handshake_survives_lost_first_data() {
         0,
         u64::MAX,
         p.wall,
+    );
+    // Measured 2.63 Mbit/s both ways, the SYN's retransmission included (2026-12-05).
+    assert_goodput(
+        name,
+        &p.net,
+        transfer_rate(p.flow_a()) + transfer_rate(p.flow_b()),
+        1.5,
     );
 }
 
