@@ -118,6 +118,22 @@ start_relay() {
     done
 }
 
+# where_stuck SPID LPID: for a sender that did not exit, whether the
+# listener is still running and where the sender's threads wait (gdb)
+where_stuck() {
+    local state="gone"
+    is_running "$2" && state="still running"
+    printf '\n  listener %s; sender threads:' "$state"
+    if command -v gdb >/dev/null; then
+        timeout 20 gdb -p "$1" -batch -ex 'thread apply all bt 8' 2>/dev/null | awk '
+            /^Thread/ { match($0, /"[^"]*"/); printf "\n    %s:", substr($0, RSTART, RLENGTH) }
+            /^#[0-9]/ { for (i = 1; i < NF; i++) if ($i == "in") { printf " %s", $(i + 1); break } }' \
+            | head -c 3000
+    else
+        printf ' (no gdb)'
+    fi
+}
+
 # pair SENDER LISTENER [relay] -> 0 when the listener's output equals the
 # input; with `relay`, the sender goes through a lossy relay
 pair() {
@@ -173,6 +189,7 @@ pair() {
     fi
     if [ "$EXIT_CODE" != 0 ]; then
         RESULT="byte-exact, but the sender ended with '$EXIT_CODE': $(grep -v '^debug: ' "$d/s.err" | head -c 300)"
+        [ "$EXIT_CODE" = timeout ] && RESULT+="$(where_stuck "$SPID" "$LPID")"
         return 1
     fi
     sleep 0.05
