@@ -1958,3 +1958,40 @@ fn random_loss_is_recovered_mostly_without_timeouts() {
         wall.elapsed().as_millis()
     );
 }
+
+#[test]
+fn receiver_queue_drops_bursts_without_timeouts() {
+    // A receiver whose socket buffer holds ~150 packets (Linux's default
+    // 208 KiB holds about that many) behind a fast path: slow start overruns it and whole bursts
+    // are dropped, more than the peer's SACK bitmask covers. Every hole must
+    // be resent from SACK and time-based detection, never by waiting for
+    // the retransmission timer.
+    let name = "receiver_queue_drops_bursts";
+    let wall = Instant::now();
+    let (mut timeouts, mut drops, mut slowest) = (0, 0, 0u64);
+    for seed in sweep_seeds(0xD20B, 20) {
+        // Receivers drain at different speeds: 200 Mbit/s to 1 Gbit/s,
+        // 100 to 180 packets of buffer.
+        let to_receiver = LinkConfig::new()
+            .mbps(200.0 + 100.0 * (seed % 9) as f64)
+            .delay_us(50 + 10 * (seed % 7))
+            .queue_bytes(1500 * (100 + 10 * (seed % 9) as usize));
+        let back = LinkConfig::new().mbps(1000.0).delay_us(50).queue_ms(50);
+        let mut p = Pair::new(seed, to_receiver, back);
+        p.upload(name, 2 * MB, secs(60));
+        let fb = p.flow_b();
+        slowest = slowest.max(fb.eof_at.unwrap() - fb.started_at);
+        let t = p.flow_a().stats.as_ref().map_or(0, |s| s.timeouts);
+        let d = p.net.link(p.ab).stats().queue_drops;
+        println!("  {name}: seed {seed}: {d} datagrams dropped, {t} timeouts");
+        timeouts += t;
+        drops += d;
+    }
+    println!(
+        "SUMMARY {name:<34} drops={drops} timeouts={timeouts} slowest={:.3}s wall={}ms",
+        slowest as f64 / 1e6,
+        wall.elapsed().as_millis()
+    );
+    assert!(drops > 0, "{name}: the receiver queue never overflowed");
+    assert_eq!(timeouts, 0, "{name}: retransmission timeouts over 20 seeds");
+}
