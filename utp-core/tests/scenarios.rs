@@ -1946,10 +1946,13 @@ fn random_loss_is_recovered_mostly_without_timeouts() {
         let took = fb.eof_at.unwrap() - fb.started_at;
         slowest = slowest.max(took);
         timeouts += p.flow_a().stats.as_ref().map_or(0, |s| s.timeouts);
-        assert!(took <= secs(6), "{name}: seed {seed}: took {took} µs");
+        assert!(took <= secs(3), "{name}: seed {seed}: took {took} µs");
     }
+    // Measured 2 timeouts, slowest 1.40 s (2026-12-05; 41 and 3.74 s
+    // before tail-loss probes could leave past a congestion window full of
+    // packets lost beyond the SACK's reach).
     assert!(
-        timeouts <= 70,
+        timeouts <= 10,
         "{name}: {timeouts} retransmission timeouts over 10 seeds"
     );
     println!(

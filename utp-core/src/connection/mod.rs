@@ -49,8 +49,6 @@ pub const TLP_MIN_US: u64 = 10_000;
 /// retransmission timer has to recover: with one, a probe or its ACK lost
 /// (one time in five at 10 % loss each way) cost a whole RTO (≥ 500 ms).
 pub const MAX_TLP_PROBES: u32 = 3;
-/// Most doublings of the probe timeout kept while no clean RTT sample comes.
-pub const MAX_TLP_BACKOFF: u32 = 6;
 /// Longest interval between zero-window probes.
 pub const MAX_PROBE_INTERVAL_US: u64 = 30_000_000;
 /// How long a closed connection lingers to re-acknowledge a retransmitted FIN.
@@ -160,11 +158,6 @@ pub struct Connection {
     tlp_deadline: Option<u64>,
     /// Tail-loss probes sent since the last ACK of new data.
     tlp_probes: u32,
-    /// Doublings of the probe timeout since the last clean RTT sample: Karn
-    /// for probes. A probe fired before the real RTT makes every ACK
-    /// ambiguous, and with one packet in flight (LEDBAT after a route
-    /// change) no sample would ever come to correct the stale SRTT.
-    tlp_backoff: u32,
     /// Probes sent into the current closed window (the interval doubles).
     probes: u32,
     /// Last time anything was sent (keep-alive) or received.
@@ -245,7 +238,6 @@ impl Connection {
             probe_deadline: None,
             tlp_deadline: None,
             tlp_probes: 0,
-            tlp_backoff: 0,
             probes: 0,
             last_send_us: now_us,
             last_recv_us: now_us,
@@ -770,9 +762,6 @@ impl Connection {
             // the RTO time out again and again without learning the RTT.)
             if acked.min_rtt_us.is_some() {
                 self.rto_backoff = 0;
-                self.tlp_backoff = 0;
-            } else if acked.probe_sent_at_us.is_some() {
-                self.tlp_backoff = (self.tlp_backoff + 1).min(MAX_TLP_BACKOFF);
             }
             self.dup_acks = 0;
             if acked.bytes > 0 {
@@ -824,11 +813,9 @@ impl Connection {
         // window would be recovered one per probe, and each probe's ACK
         // would put the RTO off again. A later ACK may be for an older copy
         // (the RTT may have grown) and is not used.
-        let probe_sent = acked.probe_sent_at_us.filter(|&t| {
-            self.rtt
-                .srtt_us()
-                .is_some_and(|srtt| now.saturating_sub(t) <= srtt + 4 * self.rtt.rttvar_us())
-        });
+        let probe_sent = acked
+            .probe_sent_at_us
+            .filter(|&t| self.answers_probe(t, now));
         if let Some(latest) = acked.latest_sent_at_us.max(probe_sent) {
             // A quarter RTT of reordering is tolerated before time says "lost".
             let reorder_window = self.rtt.srtt_us().map_or(10_000, |r| r / 4);
@@ -868,6 +855,14 @@ impl Connection {
             self.write_blocked = false;
             io.events.push_back(Event::Writable(self.handle));
         }
+    }
+
+    /// An ACK at `now` for a probe sent at `sent_us` came within a round
+    /// trip (SRTT + 4 RTTVAR), so it answers the probe itself.
+    fn answers_probe(&self, sent_us: u64, now: u64) -> bool {
+        self.rtt
+            .srtt_us()
+            .is_some_and(|srtt| now.saturating_sub(sent_us) <= srtt + 4 * self.rtt.rttvar_us())
     }
 
     fn writable_threshold(&self) -> usize {
@@ -976,7 +971,8 @@ impl Connection {
         }
         if self.tlp_deadline.is_some_and(|d| now >= d) {
             self.tlp_deadline = None;
-            if self.tlp_probes < MAX_TLP_PROBES && self.send.probe_oldest() {
+            let peer_room = self.peer_window.saturating_sub(self.send.bytes_in_flight());
+            if self.tlp_probes < MAX_TLP_PROBES && self.send.probe_oldest(peer_room) {
                 self.tlp_probes += 1;
             }
         }
@@ -1074,7 +1070,13 @@ impl Connection {
             && self.state == State::Connected
         {
             if let Some(srtt) = self.rtt.srtt_us() {
-                let pto = (2 * srtt).max(TLP_MIN_US) << (self.tlp_probes + self.tlp_backoff);
+                // The one-way delay our packets see grew by the queuing
+                // delay since the base was measured. When that outgrows SRTT
+                // (a longer path), SRTT is stale: a probe at 2 SRTT would
+                // fire before every ACK, and with one packet in flight (LEDBAT
+                // after a route change) no clean RTT sample would ever come.
+                let queuing = self.our_delay.queuing_delay_us().unwrap_or(0) as u64;
+                let pto = (2 * srtt).max(srtt + 2 * queuing).max(TLP_MIN_US) << self.tlp_probes;
                 if self.rto_deadline.is_none_or(|r| io.now_us + pto < r) {
                     self.tlp_deadline = Some(io.now_us + pto);
                 }

@@ -486,7 +486,8 @@ impl SendBuffer {
 
     /// Tail-loss probe: resend the oldest unacknowledged packet without
     /// declaring anything lost, so the peer's ACK tells us what arrived.
-    pub fn probe_oldest(&mut self) -> bool {
+    /// `peer_room` is what the peer's receive window still holds.
+    pub fn probe_oldest(&mut self, peer_room: usize) -> bool {
         let Some(idx) = self
             .packets
             .iter()
@@ -496,9 +497,23 @@ impl SendBuffer {
         };
         let p = &mut self.packets[idx];
         if p.need_resend {
-            // Already queued for resend; the window decides when it leaves.
-            // (Forcing it out made transfers to libutp stall for seconds.)
-            return false;
+            // Known lost, but held back by a congestion window that packets
+            // lost past the peer's SACK reach still fill (a receiver's full
+            // socket buffer drops whole bursts), and no ACK will come to
+            // clear them. A probe leaves whatever the congestion window says
+            // (RFC 8985 7.3), but never past the peer's receive window: a
+            // libutp peer drops that, and the transfer then waits on window
+            // probes for seconds.
+            if p.payload.len() > peer_room {
+                return false;
+            }
+            // Its ACK then dates the probe, and what was sent before it and
+            // is still missing counts as lost (time-based detection).
+            p.probe = true;
+            let seq = p.seq;
+            self.lost.push_front(seq);
+            self.force_resend = true;
+            return true;
         }
         p.need_resend = true;
         p.timeout_resend = false;
