@@ -1236,6 +1236,9 @@ def targets(res):
             out.append((f"{sc['name']}: gives way within 3 s", f"{fmt(y, 2)} s", y is not None and y <= 3))
             out.append((f"{sc['name']}: full link again within 2 s of CUBIC stopping", f"{fmt(rc, 2)} s",
                         rc is not None and rc <= 2))
+        if sc["name"].startswith("two-ours-"):
+            j = x.get("jain")
+            out.append((f"{sc['name']}: Jain's index ≥ 0.95", fmt(j, 3), j is not None and j >= 0.95))
     return out
 
 
