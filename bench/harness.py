@@ -882,12 +882,9 @@ def run_testbed(tools, work, smoke, tag):
             ("ours+tcp", [("ours", "ours", 0, C, None), ("tcp", "tcp", T, T, None)], C),
             # Fairness: two flows started together (20 s), and a latecomer
             # `late` s behind the first (40 s); the last 15 s / 20 s are measured.
-            ("two-ours-together", [("ours-1", "ours", 0, A, None), ("ours-2", "ours", 0, A, None)], A),
-            ("two-libutp-together", [("libutp-1", "libutp", 0, A, None), ("libutp-2", "libutp", 0, A, None)], A),
-            ("two-ours-latecomer", [("ours-1", "ours", 0, 2 * A, None), ("ours-2", "ours", late, 2 * A - late, None)],
-             2 * A),
-            ("two-libutp-latecomer", [("libutp-1", "libutp", 0, 2 * A, None),
-                                      ("libutp-2", "libutp", late, 2 * A - late, None)], 2 * A),
+            *[(f"two-{k}-{case}", [(f"{k}-1", k, 0, dur, None), (f"{k}-2", k, start2, dur - start2, None)], dur)
+              for case, start2, dur in (("together", 0, A), ("latecomer", late, 2 * A))
+              for k in ("ours", "libutp")],
             ("ours-alone-25ms", [("ours", "ours", 0, A, 25)], A),
             ("ours+tcp-25ms", [("ours", "ours", 0, C, 25), ("tcp", "tcp", T, T, None)], C),
         ]

@@ -92,6 +92,13 @@ impl Pair {
         self.net.accept_with(self.b, FlowPlan::sink());
         self.net
             .connect(self.a, sim::addr(2), FlowPlan::send(bytes));
+        self.wait_for_b_to_finish(name, deadline, "B never saw EOF");
+        assert_exact(name, &self.net, self.flow_b(), bytes);
+    }
+
+    /// Run until B's first flow saw EOF or an error; returns when. Panics
+    /// with `what` if that does not happen by `deadline`.
+    fn wait_for_b_to_finish(&mut self, name: &str, deadline: u64, what: &str) -> u64 {
         let (b, seed) = (self.b, self.seed);
         self.net
             .run_until_done(deadline, |n| {
@@ -100,8 +107,7 @@ impl Pair {
                     .first()
                     .is_some_and(|f| f.eof_at.is_some() || f.error.is_some())
             })
-            .unwrap_or_else(|e| panic!("{name}: seed {seed}: B never saw EOF: {e}"));
-        assert_exact(name, &self.net, self.flow_b(), bytes);
+            .unwrap_or_else(|e| panic!("{name}: seed {seed}: {what}: {e}"))
     }
 
     /// Run until both nodes finished every flow (plans set up by the caller).
@@ -1374,16 +1380,11 @@ fn idle_connection_then_transfer() {
     p.net.with_node(p.a, |ep, app, now| {
         app.set_plan(ep, now, h, FlowPlan::send(bytes))
     });
-    let b = p.b;
-    let t = p
-        .net
-        .run_until_done(idle_end + secs(60), |n| {
-            n.peer(b)
-                .flows
-                .first()
-                .is_some_and(|f| f.eof_at.is_some() || f.error.is_some())
-        })
-        .unwrap_or_else(|e| panic!("{name}: seed {seed}: transfer after idle did not finish: {e}"));
+    let t = p.wait_for_b_to_finish(
+        name,
+        idle_end + secs(60),
+        "transfer after idle did not finish",
+    );
     assert_exact(name, &p.net, p.flow_b(), bytes);
     assert!(
         p.flow_a().error.is_none(),

@@ -507,18 +507,14 @@ impl SendBuffer {
             if p.payload.len() > peer_room {
                 return false;
             }
-            // Its ACK then dates the probe, and what was sent before it and
-            // is still missing counts as lost (time-based detection).
-            p.probe = true;
-            let seq = p.seq;
-            self.lost.push_front(seq);
-            self.force_resend = true;
-            return true;
+        } else {
+            p.need_resend = true;
+            p.timeout_resend = false;
+            Self::take_out_of_flight((&mut self.bytes_in_flight, &mut self.packets_in_flight), p);
         }
-        p.need_resend = true;
-        p.timeout_resend = false;
+        // Its ACK dates the probe, so what was sent before it and is still
+        // missing counts as lost (time-based detection).
         p.probe = true;
-        Self::take_out_of_flight((&mut self.bytes_in_flight, &mut self.packets_in_flight), p);
         let seq = p.seq;
         self.lost.push_front(seq);
         self.force_resend = true;
