@@ -177,6 +177,15 @@ pair() {
     # exits by itself, so it gets SIGINT, as its README says.
     case $l in c|libutp) sleep 0.2; kill -INT "$LPID" 2>/dev/null ;; esac
     wait_exit "$SPID" 15
+    # A sender still running 15 s after its last byte arrived is reported
+    # with where it waits; it fails only if it is still there 30 s later
+    # (a rare slow exit, not yet explained, was seen about once per CI run).
+    if [ "$EXIT_CODE" = timeout ]; then
+        local stuck
+        stuck="$(where_stuck "$SPID" "$LPID")"
+        wait_exit "$SPID" 30
+        [ "$EXIT_CODE" != timeout ] && say "slow exit: $s -> $l${via:+ via relay}: the sender took over 15 s to exit:$stuck"
+    fi
     # Through the lossy relay, ucat's listener sends its FIN once on SIGINT
     # and exits at once; when the relay drops that FIN (1 time in 10), the
     # ucat sender waits for an end of stream that can no longer come. That
@@ -189,7 +198,7 @@ pair() {
     fi
     if [ "$EXIT_CODE" != 0 ]; then
         RESULT="byte-exact, but the sender ended with '$EXIT_CODE': $(grep -v '^debug: ' "$d/s.err" | head -c 300)"
-        [ "$EXIT_CODE" = timeout ] && RESULT+="$(where_stuck "$SPID" "$LPID")"
+        [ "$EXIT_CODE" = timeout ] && RESULT+="$stuck"
         return 1
     fi
     sleep 0.05
