@@ -50,7 +50,12 @@ pub const TLP_MIN_US: u64 = 10_000;
 /// (one time in five at 10 % loss each way) cost a whole RTO (≥ 500 ms).
 pub const MAX_TLP_PROBES: u32 = 3;
 /// Longest interval between zero-window probes.
-pub const MAX_PROBE_INTERVAL_US: u64 = 30_000_000;
+///
+/// Short, because the receiver's one window update may be lost: a receive
+/// buffer full of data behind a hole closes the window under loss, and the
+/// wait for the next probe is then the whole stall (at the former 30 s
+/// cap, one lost update could stall a transfer for half a minute).
+pub const MAX_PROBE_INTERVAL_US: u64 = 2_000_000;
 /// How long a closed connection lingers to re-acknowledge a retransmitted FIN.
 pub const TIME_WAIT_US: u64 = 2_000_000;
 
@@ -1051,7 +1056,7 @@ impl Connection {
                     // Probe later in case its window update is lost.
                     if self.send.packets_in_flight() == 0 && self.probe_deadline.is_none() {
                         // The receiver announces a reopened window itself; probes
-                        // only cover a lost update, so they back off (to 30 s).
+                        // only cover a lost update, so they back off (to 2 s).
                         let interval = self
                             .current_rto()
                             .saturating_mul(1 << self.probes.min(6))
