@@ -62,7 +62,8 @@ pub enum ConnectionError {
     /// instead (unless [`EndpointConfig::close_on_fin_acked`]).
     Reset,
     /// Too many retransmission timeouts in a row
-    /// ([`MAX_CONSECUTIVE_TIMEOUTS`](crate::connection::MAX_CONSECUTIVE_TIMEOUTS)),
+    /// ([`MAX_CONSECUTIVE_TIMEOUTS`](crate::connection::MAX_CONSECUTIVE_TIMEOUTS),
+    /// spanning at least [`MIN_GIVE_UP_US`](crate::connection::MIN_GIVE_UP_US)),
     /// the handshake exceeded [`EndpointConfig::connect_timeout_us`], or
     /// nothing arrived for [`EndpointConfig::idle_timeout_us`].
     TimedOut,
@@ -1282,6 +1283,88 @@ mod tests {
         // one per probe took 1,360 ms; all at once, 340 ms.
         assert!(took < 600_000, "took {} ms: {st:?}", took / 1000);
         assert_eq!(st.timeouts, 0, "{st:?}");
+    }
+
+    /// Sends `bytes` from A to B, dropping every datagram for which
+    /// `lost(sent_at, to_b, elapsed_since_start)` says so, for at most
+    /// `limit` µs. Returns what B received, how long it took, and A's events.
+    fn transfer_through(
+        bytes: usize,
+        limit: u64,
+        mut lost: impl FnMut(u64, bool) -> bool,
+    ) -> (bool, u64, ConnectionStats, Vec<Event>) {
+        let mut p = Pair::new();
+        let ha = p.a.connect(p.now, B.parse().unwrap());
+        while p.events_b.is_empty() && p.step() {}
+        let hb = match p.events_b.first() {
+            Some(Event::Incoming(h)) => *h,
+            e => panic!("no incoming connection: {e:?}"),
+        };
+        let data: Vec<u8> = (0..bytes as u32).map(|i| (i % 249) as u8).collect();
+        let (mut written, mut received) = (0, Vec::new());
+        let start = p.now;
+        while received.len() < data.len() && p.now < start + limit {
+            if written < data.len() {
+                written += p.a.write(p.now, ha, &data[written..]).unwrap_or(0);
+            }
+            let delay = p.delay;
+            p.in_flight
+                .retain(|(arrival, to_b, _)| !lost(arrival - delay - start, *to_b));
+            if !p.step() {
+                break;
+            }
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = p.b.read(p.now, hb, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                received.extend_from_slice(&buf[..n]);
+            }
+        }
+        let stats = p.a.stats(ha).unwrap_or_default();
+        (received == data, p.now - start, stats, p.events_a)
+    }
+
+    /// The path goes dark both ways for 10 s mid-transfer. Five timeouts in
+    /// a row come within 15.5 s (0.5 + 1 + 2 + 4 + 8), but they must span
+    /// `MIN_GIVE_UP_US` before the connection is declared dead: the fifth
+    /// resend gets through and the transfer completes.
+    #[test]
+    fn five_quick_timeouts_do_not_kill_a_connection() {
+        let dark = 200_000..10_200_000;
+        let (complete, took, st, events) =
+            transfer_through(2_000_000, 60_000_000, |t, _| dark.contains(&t));
+        assert!(
+            !events.iter().any(|e| matches!(e, Event::Error(..))),
+            "{events:?}"
+        );
+        assert!(
+            complete,
+            "transfer incomplete after {} ms: {st:?}",
+            took / 1000
+        );
+        assert!(
+            st.timeouts >= 5,
+            "the outage did not cause the timeouts: {st:?}"
+        );
+    }
+
+    /// Data to B is lost for 600 ms: the tail-loss probes and the first
+    /// RTO's resend (≈ 510 ms) all go. A second copy of that resend a probe
+    /// timeout later gets through, rather than waiting for the next,
+    /// doubled, RTO (1.5 s).
+    #[test]
+    fn an_unanswered_rto_resend_is_probed_before_the_next_rto() {
+        let dark = 50_000..650_000;
+        let (complete, took, st, _) =
+            transfer_through(1_000_000, 10_000_000, |t, to_b| to_b && dark.contains(&t));
+        assert!(
+            complete,
+            "transfer incomplete after {} ms: {st:?}",
+            took / 1000
+        );
+        // Without the second copy the next, doubled, RTO resends it.
+        assert_eq!(st.timeouts, 1, "{st:?}");
     }
 
     #[test]
