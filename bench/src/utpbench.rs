@@ -627,6 +627,24 @@ fn rss_kb() -> u64 {
     0
 }
 
+/// Messages the kernel dropped for a full UDP receive buffer
+/// (`RcvbufErrors` of `/proc/net/snmp`: this network namespace, every
+/// socket). A GSO message delivered whole to a GRO socket counts once,
+/// however many datagrams it held.
+fn udp_rcvbuf_errors() -> u64 {
+    let s = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = s.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(k, _)| *k == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// CPU seconds (user+sys) of this process's threads whose name starts with `prefix`.
 fn thread_cpu(tids: &[u32]) -> f64 {
     let tck = 100.0; // CLK_TCK on Linux
@@ -794,6 +812,7 @@ fn cmd_scale(a: &Args) {
 
     // Transfer `per` bytes on every connection, client -> server, with
     // non-blocking round-robin loops on a few threads per side.
+    let rcvbuf0 = udp_rcvbuf_errors();
     let t1 = Instant::now();
     let workers = threads.clamp(1, 4);
     let bad = Arc::new(AtomicBool::new(false));
@@ -850,54 +869,58 @@ fn cmd_scale(a: &Args) {
     let mut rths = vec![];
     for mut part in parts_s {
         let (bad, received) = (bad.clone(), received.clone());
-        rths.push(std::thread::spawn(move || -> Result<(), String> {
-            let mut pos = vec![0u64; part.len()];
-            let mut done = vec![false; part.len()];
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut left = part.len();
-            while left > 0 {
-                if Instant::now() > deadline {
-                    return Err(format!("receive timeout, {left} connections unfinished"));
-                }
-                let mut progress = false;
-                for (i, s) in part.iter_mut().enumerate() {
-                    if done[i] {
-                        continue;
+        rths.push(std::thread::spawn(
+            move || -> Result<Vec<UtpStream>, String> {
+                let mut pos = vec![0u64; part.len()];
+                let mut done = vec![false; part.len()];
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut left = part.len();
+                while left > 0 {
+                    if Instant::now() > deadline {
+                        return Err(format!("receive timeout, {left} connections unfinished"));
                     }
-                    loop {
-                        match s.read(&mut buf) {
-                            Ok(0) => {
-                                done[i] = true;
-                                left -= 1;
-                                if pos[i] != per {
-                                    bad.store(true, Ordering::Relaxed);
+                    let mut progress = false;
+                    for (i, s) in part.iter_mut().enumerate() {
+                        if done[i] {
+                            continue;
+                        }
+                        loop {
+                            match s.read(&mut buf) {
+                                Ok(0) => {
+                                    done[i] = true;
+                                    left -= 1;
+                                    if pos[i] != per {
+                                        bad.store(true, Ordering::Relaxed);
+                                    }
+                                    break;
                                 }
-                                break;
-                            }
-                            Ok(m) => {
-                                if !check(&buf[..m], pos[i]) {
-                                    bad.store(true, Ordering::Relaxed);
+                                Ok(m) => {
+                                    if !check(&buf[..m], pos[i]) {
+                                        bad.store(true, Ordering::Relaxed);
+                                    }
+                                    pos[i] += m as u64;
+                                    received.fetch_add(m as u64, Ordering::Relaxed);
+                                    progress = true;
                                 }
-                                pos[i] += m as u64;
-                                received.fetch_add(m as u64, Ordering::Relaxed);
-                                progress = true;
+                                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                                Err(e) => return Err(format!("read: {e}")),
                             }
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                            Err(e) => return Err(format!("read: {e}")),
                         }
                     }
+                    if !progress {
+                        std::thread::sleep(Duration::from_micros(500));
+                    }
                 }
-                if !progress {
-                    std::thread::sleep(Duration::from_micros(500));
-                }
-            }
-            Ok(())
-        }));
+                Ok(part)
+            },
+        ));
     }
     let mut keep = vec![];
+    let mut keep_server = vec![];
     for t in rths {
-        if let Err(e) = t.join().unwrap() {
-            errors.push(e);
+        match t.join().unwrap() {
+            Ok(v) => keep_server.push(v),
+            Err(e) => errors.push(e),
         }
     }
     let xfer = t1.elapsed();
@@ -914,6 +937,14 @@ fn cmd_scale(a: &Args) {
         rto += st.timeout_retransmits;
         fast += st.fast_retransmits;
     }
+    // Copies that arrived twice: retransmissions that were not needed.
+    let duplicates: u64 = keep_server
+        .iter()
+        .flatten()
+        .filter_map(|s| s.stats().ok())
+        .map(|st| st.duplicates_received)
+        .sum();
+    let rcvbuf_drops = udp_rcvbuf_errors().saturating_sub(rcvbuf0);
     let got = received.load(Ordering::Relaxed);
     let exact = errors.is_empty() && !bad.load(Ordering::Relaxed) && got == per * n as u64;
     let mut r = vec![
@@ -942,6 +973,8 @@ fn cmd_scale(a: &Args) {
         kv("xfer_s", format!("{:.4}", xfer.as_secs_f64())),
         kv("timeout_retransmits", rto),
         kv("fast_retransmits", fast),
+        kv("duplicates_received", duplicates),
+        kv("udp_rcvbuf_errors", rcvbuf_drops),
         kv(
             "goodput_mbit",
             format!("{:.1}", got as f64 * 8.0 / xfer.as_secs_f64() / 1e6),

@@ -822,16 +822,7 @@ impl Endpoint {
             if self.by_key.get(&key) == Some(&h) {
                 self.by_key.remove(&key);
             }
-            // Entries of connections that are gone wait in the heap for
-            // their deadline; when connections come and go fast (a SYN
-            // flood) sweep them, so the heap stays a few entries per
-            // connection (amortised constant time).
-            if self.timers.len() > 4 * self.conns.len() + 1024 {
-                let conns = &self.conns;
-                self.timers.retain(|Reverse((t, h))| {
-                    conns.get(h).is_some_and(|e| e.scheduled == Some(*t))
-                });
-            }
+            self.sweep_timers();
             return;
         }
         if entry.conn.ack_pending && !entry.in_ack_list {
@@ -848,7 +839,22 @@ impl Endpoint {
             if entry.scheduled.is_none_or(|s| d < s) {
                 entry.scheduled = Some(d);
                 self.timers.push(Reverse((d, h)));
+                self.sweep_timers();
             }
+        }
+    }
+
+    /// Stale heap entries wait for their deadline: those of connections
+    /// that are gone (connections coming and going fast, a SYN flood), and
+    /// those left behind by an earlier deadline (a pacing deadline before a
+    /// retransmission timer, many times per round trip). When they outgrow
+    /// the live ones, sweep them, so the heap stays a few entries per
+    /// connection (amortised constant time).
+    fn sweep_timers(&mut self) {
+        if self.timers.len() > 4 * self.conns.len() + 1024 {
+            let conns = &self.conns;
+            self.timers
+                .retain(|Reverse((t, h))| conns.get(h).is_some_and(|e| e.scheduled == Some(*t)));
         }
     }
 

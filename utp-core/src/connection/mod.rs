@@ -9,6 +9,7 @@
 //! number, the acceptor's SYN-ACK (a STATE packet) does not, STATE packets
 //! carry the next number without consuming it.
 
+pub mod pacing;
 mod recv;
 mod send;
 
@@ -23,6 +24,7 @@ use crate::rtt::RttEstimator;
 use crate::seq::Seq;
 use crate::stats::ConnectionStats;
 
+use pacing::Pacer;
 pub(crate) use recv::RecvBuffer;
 pub(crate) use send::SendBuffer;
 
@@ -170,6 +172,10 @@ pub struct Connection {
     handshake_started_us: u64,
     /// Zero-window probe timer.
     probe_deadline: Option<u64>,
+    /// Spaces data packets at the congestion window's rate.
+    pacer: Pacer,
+    /// The pacer holds data back until this instant.
+    pace_deadline: Option<u64>,
     /// Tail-loss probe timer (about two RTTs without any ACK), and whether
     /// this flight was already probed.
     tlp_deadline: Option<u64>,
@@ -254,6 +260,8 @@ impl Connection {
             rto_backoff: 0,
             handshake_started_us: now_us,
             probe_deadline: None,
+            pacer: Pacer::new(),
+            pace_deadline: None,
             tlp_deadline: None,
             tlp_probes: 0,
             probes: 0,
@@ -415,6 +423,7 @@ impl Connection {
             }
         }
         consider(self.rto_deadline);
+        consider(self.pace_deadline);
         consider(self.probe_deadline);
         consider(self.tlp_deadline);
         consider(self.linger_deadline);
@@ -568,6 +577,7 @@ impl Connection {
         }
         self.rto_deadline = None;
         self.probe_deadline = None;
+        self.pace_deadline = None;
         self.linger_deadline = None;
         if self.state == State::Connected && self.recv.eof_reached() {
             self.state = State::TimeWait;
@@ -594,6 +604,7 @@ impl Connection {
         }
         self.rto_deadline = None;
         self.probe_deadline = None;
+        self.pace_deadline = None;
         self.state = State::Failed(err);
         if self.app_closed {
             self.finish(io);
@@ -1059,17 +1070,36 @@ impl Connection {
         let mss = self.mss();
         // Until the handshake completes only the SYN may leave.
         let may_send_data = self.state == State::Connected;
+        self.pace_deadline = None;
         loop {
             let window = self.cc.window().min(self.peer_window);
             let in_flight = self.send.bytes_in_flight();
             let next = if may_send_data {
-                self.send
-                    .next_to_send(mss, in_flight, window, MAX_PACKETS_IN_FLIGHT)
+                let pace_until = self.pacer.wait_until(
+                    io.now_us,
+                    self.rtt.srtt_us(),
+                    window,
+                    mss,
+                    self.cc.in_slow_start(),
+                );
+                let next = self.send.next_to_send(
+                    mss,
+                    in_flight,
+                    window,
+                    MAX_PACKETS_IN_FLIGHT,
+                    pace_until.is_some(),
+                );
+                if next == send::Next::Paced {
+                    self.pace_deadline = pace_until;
+                }
+                next
             } else {
                 self.send.next_syn_to_send()
             };
             match next {
                 send::Next::Send(idx) => self.transmit(io, idx),
+                // The pacing deadline brings us back.
+                send::Next::Paced => break,
                 send::Next::WindowFull => {
                     // Growth is earned only when our own window, not the peer's, held us back.
                     if self.cc.window() <= self.peer_window {
@@ -1148,6 +1178,7 @@ impl Connection {
         let mut buf = Vec::with_capacity(packet::encoded_len(sack.as_deref(), p.payload.len()));
         header.encode(sack.as_deref(), &p.payload, &mut buf);
         let payload_len = p.payload.len();
+        self.pacer.on_sent(payload_len);
         if first {
             self.stats.bytes_sent += payload_len as u64;
         } else if p.timeout_resend {

@@ -63,6 +63,8 @@ pub enum Next {
     Send(usize),
     /// Something is waiting but the window is full.
     WindowFull,
+    /// A data packet could leave but the pacer holds it back.
+    Paced,
     /// Nothing to send.
     Nothing,
 }
@@ -247,12 +249,15 @@ impl SendBuffer {
     }
 
     /// Choose the next packet to send under `window` bytes in flight.
+    /// While `paced`, only packets the pacer lets through leave: forced
+    /// resends (timeout, tail-loss probe) and packets without payload.
     pub fn next_to_send(
         &mut self,
         mss: usize,
         in_flight: usize,
         window: usize,
         max_packets: usize,
+        paced: bool,
     ) -> Next {
         // Retransmissions first.
         while let Some(&seq) = self.lost.front() {
@@ -266,6 +271,9 @@ impl SendBuffer {
                 continue;
             }
             let fits = in_flight + p.payload.len() <= window;
+            if fits && paced && !self.force_resend {
+                return Next::Paced;
+            }
             if self.force_resend || fits {
                 self.force_resend = false;
                 self.lost.pop_front();
@@ -277,8 +285,11 @@ impl SendBuffer {
         if self.untransmitted > 0 {
             let idx = self.packets.len() - self.untransmitted;
             let len = self.packets[idx].payload.len();
-            if len == 0 || in_flight + len <= window {
+            if len == 0 {
                 return Next::Send(idx);
+            }
+            if in_flight + len <= window {
+                return if paced { Next::Paced } else { Next::Send(idx) };
             }
             return Next::WindowFull;
         }
@@ -299,6 +310,9 @@ impl SendBuffer {
             };
             if size == 0 || in_flight + size > window || self.packets.len() >= max_packets {
                 return Next::WindowFull;
+            }
+            if paced {
+                return Next::Paced;
             }
             let payload = self.take_unsent(size);
             return Next::Send(self.push_packet(PacketType::Data, payload));
@@ -603,16 +617,23 @@ mod tests {
     fn packetizes_full_packets_and_coalesces_small_ones() {
         let mut b = SendBuffer::new(Seq(100), 10_000);
         assert_eq!(b.write(&[7u8; 2500]), 2500);
-        let i = sent_next(&mut b, |b| b.next_to_send(1000, 0, 100_000, 100), 0);
+        let i = sent_next(&mut b, |b| b.next_to_send(1000, 0, 100_000, 100, false), 0);
         assert_eq!(b.packets[i].payload.len(), 1000);
         assert_eq!(b.packets[i].seq, Seq(100));
-        sent_next(&mut b, |b| b.next_to_send(1000, 1000, 100_000, 100), 0);
+        sent_next(
+            &mut b,
+            |b| b.next_to_send(1000, 1000, 100_000, 100, false),
+            0,
+        );
         // 500 bytes left: Nagle holds them while data is in flight.
-        assert_eq!(b.next_to_send(1000, 2000, 100_000, 100), Next::Nothing);
+        assert_eq!(
+            b.next_to_send(1000, 2000, 100_000, 100, false),
+            Next::Nothing
+        );
         let a = b.on_ack(Seq(101), None, 10);
         assert_eq!((a.packets, a.bytes), (2, 2000));
         assert_eq!(a.min_rtt_us, Some(10));
-        let i = sent_next(&mut b, |b| b.next_to_send(1000, 0, 100_000, 100), 20);
+        let i = sent_next(&mut b, |b| b.next_to_send(1000, 0, 100_000, 100, false), 20);
         assert_eq!(b.packets[i].payload.len(), 500);
     }
 
@@ -620,9 +641,12 @@ mod tests {
     fn window_limits_new_packets() {
         let mut b = SendBuffer::new(Seq(0), 10_000);
         b.write(&[1u8; 5000]);
-        sent_next(&mut b, |b| b.next_to_send(1000, 0, 1500, 100), 0);
-        assert_eq!(b.next_to_send(1000, 1000, 1500, 100), Next::WindowFull);
-        assert_eq!(b.next_to_send(1000, 0, 0, 100), Next::WindowFull);
+        sent_next(&mut b, |b| b.next_to_send(1000, 0, 1500, 100, false), 0);
+        assert_eq!(
+            b.next_to_send(1000, 1000, 1500, 100, false),
+            Next::WindowFull
+        );
+        assert_eq!(b.next_to_send(1000, 0, 0, 100, false), Next::WindowFull);
     }
 
     #[test]
@@ -630,7 +654,11 @@ mod tests {
         let mut b = SendBuffer::new(Seq(65533), 100_000);
         b.write(&[1u8; 5000]);
         for k in 0..5 {
-            sent_next(&mut b, |b| b.next_to_send(1000, k * 1000, 100_000, 100), 0);
+            sent_next(
+                &mut b,
+                |b| b.next_to_send(1000, k * 1000, 100_000, 100, false),
+                0,
+            );
         }
         // Packets 65533..=1 (wrapping). 65533 lost, the rest selectively acked:
         // ack_nr = 65532, bits for ack_nr + 2 + i = 65534, 65535, 0, 1.
@@ -639,7 +667,7 @@ mod tests {
         assert_eq!(b.bytes_in_flight(), 1000);
         assert!(b.detect_sack_losses(3));
         assert_eq!(b.bytes_in_flight(), 0);
-        let idx = sent_next(&mut b, |b| b.next_to_send(1000, 0, 100_000, 100), 6);
+        let idx = sent_next(&mut b, |b| b.next_to_send(1000, 0, 100_000, 100, false), 6);
         assert_eq!(b.packets[idx].seq, Seq(65533));
         // Not resent twice for the same loss.
         assert!(!b.detect_sack_losses(3));
@@ -655,14 +683,50 @@ mod tests {
         let mut b = SendBuffer::new(Seq(10), 100_000);
         b.write(&[1u8; 3000]);
         for k in 0..3 {
-            sent_next(&mut b, |b| b.next_to_send(1000, k * 1000, 100_000, 100), 0);
+            sent_next(
+                &mut b,
+                |b| b.next_to_send(1000, k * 1000, 100_000, 100, false),
+                0,
+            );
         }
         assert_eq!(b.mark_all_lost(), 3);
         assert_eq!(b.bytes_in_flight(), 0);
         b.force_next_resend();
-        let idx = sent_next(&mut b, |b| b.next_to_send(1000, 0, 0, 100), 1);
+        let idx = sent_next(&mut b, |b| b.next_to_send(1000, 0, 0, 100, false), 1);
         assert_eq!(b.packets[idx].seq, Seq(10));
-        assert_eq!(b.next_to_send(1000, 1000, 1000, 100), Next::WindowFull);
+        assert_eq!(
+            b.next_to_send(1000, 1000, 1000, 100, false),
+            Next::WindowFull
+        );
+    }
+
+    #[test]
+    fn pacing_holds_data_but_not_forced_resends_or_empty_packets() {
+        let mut b = SendBuffer::new(Seq(10), 100_000);
+        b.write(&[1u8; 3000]);
+        // New data waits for the pacer; a full window still says so.
+        assert_eq!(b.next_to_send(1000, 0, 100_000, 100, true), Next::Paced);
+        assert_eq!(b.next_to_send(1000, 0, 0, 100, true), Next::WindowFull);
+        for k in 0..3 {
+            sent_next(
+                &mut b,
+                |b| b.next_to_send(1000, k * 1000, 100_000, 100, false),
+                0,
+            );
+        }
+        // A resend found by SACK or duplicate ACKs is paced like new data...
+        assert!(b.mark_first_lost());
+        assert_eq!(b.next_to_send(1000, 0, 100_000, 100, true), Next::Paced);
+        // ...the one a timeout or tail-loss probe forces is not.
+        b.force_next_resend();
+        let idx = sent_next(&mut b, |b| b.next_to_send(1000, 0, 100_000, 100, true), 1);
+        assert_eq!(b.packets[idx].seq, Seq(10));
+        // Neither is an empty packet (the DATA announcing a connection, the FIN).
+        b.push_control(PacketType::Data);
+        sent_next(&mut b, |b| b.next_to_send(1000, 0, 100_000, 100, true), 0);
+        b.queue_fin();
+        let i = sent_next(&mut b, |b| b.next_to_send(1000, 0, 100_000, 100, true), 0);
+        assert_eq!(b.packets[i].packet_type, PacketType::Fin);
     }
 
     #[test]
@@ -670,8 +734,8 @@ mod tests {
         let mut b = SendBuffer::new(Seq(1), 100);
         b.write(&[1u8; 10]);
         b.queue_fin();
-        sent_next(&mut b, |b| b.next_to_send(1000, 0, 1000, 100), 0);
-        let i = sent_next(&mut b, |b| b.next_to_send(1000, 10, 1000, 100), 0);
+        sent_next(&mut b, |b| b.next_to_send(1000, 0, 1000, 100, false), 0);
+        let i = sent_next(&mut b, |b| b.next_to_send(1000, 10, 1000, 100, false), 0);
         assert_eq!(b.packets[i].packet_type, PacketType::Fin);
         assert!(b.fin_sent() && !b.fin_acked());
         b.on_ack(Seq(2), None, 1);
