@@ -185,6 +185,14 @@ pub struct EndpointConfig {
     /// delay measurement. Off by default (one event per ACK); the C ABI
     /// turns it on for `UTP_ON_DELAY_SAMPLE`.
     pub report_delay_samples: bool,
+    /// Spread each connection's data packets over the round trip at the
+    /// congestion window's rate (a small burst allowed) instead of sending
+    /// a window at once. On by default: the bursts of many connections
+    /// together overran a receiver's socket buffer. Needs the timer serviced
+    /// at the pacing deadlines ([`Endpoint::poll_timeout`]); the C ABI turns
+    /// it off, since libutp programs call `utp_check_timeouts` only every
+    /// 500 ms or so, and libutp does not pace.
+    pub pacing: bool,
 }
 
 impl Default for EndpointConfig {
@@ -208,6 +216,7 @@ impl Default for EndpointConfig {
             reset_data_after_close: true,
             idle_timeout_us: 60_000_000,
             report_delay_samples: false,
+            pacing: true,
         }
     }
 }
@@ -449,6 +458,7 @@ impl Endpoint {
             reset_data_after_close: c.reset_data_after_close,
             idle_timeout_us: c.idle_timeout_us,
             report_delay_samples: c.report_delay_samples,
+            pacing: c.pacing,
         }
     }
 

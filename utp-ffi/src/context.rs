@@ -188,6 +188,9 @@ impl Context {
             idle_timeout_us: 0,
             // UTP_ON_DELAY_SAMPLE (dropped when no callback is set).
             report_delay_samples: true,
+            // Pacing deadlines would wait for the next utp_check_timeouts
+            // (ucat calls it at most every 500 ms): libutp does not pace.
+            pacing: false,
             ..EndpointConfig::default()
         }
     }

@@ -115,6 +115,8 @@ pub(crate) struct ConnectionConfig {
     pub idle_timeout_us: u64,
     /// Emit [`Event::DelaySample`] on ACKs that carry a delay measurement.
     pub report_delay_samples: bool,
+    /// Pace data packets; see [`crate::EndpointConfig::pacing`].
+    pub pacing: bool,
 }
 
 /// Current time and the output queues of the endpoint.
@@ -1075,13 +1077,19 @@ impl Connection {
             let window = self.cc.window().min(self.peer_window);
             let in_flight = self.send.bytes_in_flight();
             let next = if may_send_data {
-                let pace_until = self.pacer.wait_until(
-                    io.now_us,
-                    self.rtt.srtt_us(),
-                    window,
-                    mss,
-                    self.cc.in_slow_start(),
-                );
+                let pace_until = self
+                    .cfg
+                    .pacing
+                    .then(|| {
+                        self.pacer.wait_until(
+                            io.now_us,
+                            self.rtt.srtt_us(),
+                            window,
+                            mss,
+                            self.cc.in_slow_start(),
+                        )
+                    })
+                    .flatten();
                 let next = self.send.next_to_send(
                     mss,
                     in_flight,
