@@ -1384,7 +1384,7 @@ def plot_scale(plt, scale, outdir):
         ax.errorbar(conns, med, yerr=err, marker="o", capsize=4, color="#1f77b4", label="ours")
         for x, y, r in zip(conns, med, rows):
             ax.annotate(f"{y:.0f}\nRTOs {r['timeouts'][0]:.0f}" if key == "ratio" else f"{y:.0f}",
-                        (x, y), ha="center", va="bottom", fontsize=8, xytext=(0, 6),
+                        (x, y), ha="left", va="bottom", fontsize=8, xytext=(6, 4),
                         textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xticks(conns)
@@ -1421,15 +1421,16 @@ def plot_drops(plt, drops, outdir):
         ax.bar(xs, [p[0] for p in pct], w, yerr=[[p[0] - p[1] for p in pct], [p[2] - p[0] for p in pct]],
                capsize=4, color=colors[sender], label=DROP_NAMES[sender].replace("`", ""))
         for x, p in zip(xs, pct):
-            ax.annotate(f"{p[0]:.2f} %", (x, p[0]), ha="center", va="bottom", fontsize=8, xytext=(0, 2),
+            ax.annotate(f"{p[0]:.2f} %", (x, p[0]), ha="left", va="bottom", fontsize=8, xytext=(4, 2),
                         textcoords="offset points")
     ax.axhline(1.0, color="k", ls="--", lw=0.8, label="target for ours: 1 %")
+    ax.set_ylim(0, max(p[2] for _, _, _, f in rows for p in [f["drop_pct"]]) * 1.4)
     ax.set_xticks(range(len(sizes)))
     ax.set_xticklabels([f"{n / 1e6:.0f} MB" for n in sizes])
     ax.set_ylabel("datagrams dropped at ucat's socket (%)")
     ax.set_title("Sending to real libutp's ucat at default UDP buffers (loopback)\n"
                  f"median of {max(r[2] for r in rows)} alternating runs, whiskers: min-max", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     p = os.path.join(outdir, "rcvdrops.png")
@@ -1777,6 +1778,14 @@ def merge_previous(res, only):
         f". This run (`BENCH_ONLY={','.join(only)}`) measured only its sections.")
 
 
+def in_section_order(res):
+    """The results with the run's own keys first, then the sections in
+    SECTIONS order, so that latest.json diffs stay readable."""
+    section_keys = [k for keys in SECTIONS.values() for k in keys]
+    head = {k: v for k, v in res.items() if k not in section_keys}
+    return head | {k: res[k] for k in section_keys if k in res}
+
+
 def loopback_namespace(tag, wanted):
     """A namespace with only `lo`, for the parts whose kernel counters must
     see only their own traffic; (name, how the report says where), or the
@@ -1891,7 +1900,7 @@ def main():
                                            for l, s in sc["series"].items()}}
                                for sc in res.get("testbed", [])]
             with open(os.path.join(ROOT, "bench", "results", "latest.json"), "w") as f:
-                json.dump(slim, f, indent=1)
+                json.dump(in_section_order(slim), f, indent=1)
             cmd = (f"BENCH_ONLY={','.join(only)} " if only else "") + a.cmd
             write_markdown(res, env.get("BENCH_MD", os.path.join(ROOT, "BENCHMARKS.md")), cmd, plots)
             log("wrote BENCHMARKS.md, bench/results/latest.json and", ", ".join(plots))
