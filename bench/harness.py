@@ -241,6 +241,9 @@ def build(need_ffi=True):
         raise FunctionalError("scripts/build-libutp-ref.sh failed: " + r.stderr[-500:])
     os.makedirs(BUILD, exist_ok=True)
     tools = {"ucat-real": os.path.join(ref, "bin", "ucat")}
+    tools["count-shim"] = os.path.join(BUILD, "count_dgrams.so")
+    sh("gcc", "-O2", "-Wall", "-shared", "-fPIC", "-o", tools["count-shim"],
+       os.path.join(ROOT, "bench", "c", "count_dgrams.c"), "-ldl")
     cc = ["gcc", "-O2", "-Wall", "-DPOSIX"]
     pp = os.path.join(ROOT, "bench", "c", "utp_pingpong.c")
     out = os.path.join(BUILD, "pp-real")
@@ -429,23 +432,300 @@ def run_latency(tools, impls, link, count, size, rounds, work):
 
 # ---------------------------------------------------------------- scale
 
-def run_scale(counts, total_bytes, work):
-    out = []
-    for n in counts:
-        rep = os.path.join(work, f"scale-{n}.txt")
-        p = subprocess.run(timed([UTPBENCH, "scale", "--conns", str(n), "--total-bytes",
-                                  str(total_bytes), "--report", rep, "--timeout", "120"],
-                                 os.path.join(work, f"scale-{n}.time")),
-                           capture_output=True, text=True, timeout=200)
-        kvs = parse_kv(rep)
-        if p.returncode != 0 or kvs.get("exact") != "yes":
-            raise FunctionalError(f"scale {n}: rc={p.returncode} {p.stderr.strip()[-300:]} {kvs}")
-        t = parse_time(os.path.join(work, f"scale-{n}.time"))
-        kvs["peak_rss_mb"] = t.get("rss_kb", 0) / 1024
-        log(f"scale {n}: {kvs['handshakes_per_s']} handshakes/s, {kvs['goodput_mbit']} Mbit/s, "
-            f"{kvs['mem_per_conn_bytes']} B/conn")
-        out.append(kvs)
+def in_ns(argv, ns):
+    """argv run inside namespace `ns` (None: the host's)."""
+    return (["ip", "netns", "exec", ns] if ns else []) + list(argv)
+
+
+def numeric(kvs):
+    """A report's values as numbers where they are numbers."""
+    out = {}
+    for k, v in kvs.items():
+        try:
+            out[k] = int(v)
+        except ValueError:
+            try:
+                out[k] = float(v)
+            except ValueError:
+                out[k] = v
     return out
+
+
+def scale_once(n, total_bytes, work, ns, run):
+    rep = os.path.join(work, f"scale-{n}-{run}.txt")
+    tfile = os.path.join(work, f"scale-{n}-{run}.time")
+    argv = timed([UTPBENCH, "scale", "--conns", str(n), "--total-bytes", str(total_bytes),
+                  "--report", rep, "--timeout", "120"], tfile)
+    p = subprocess.run(in_ns(argv, ns), capture_output=True, text=True, timeout=200)
+    kvs = parse_kv(rep)
+    if p.returncode != 0 or kvs.get("exact") != "yes":
+        raise FunctionalError(f"scale {n}: rc={p.returncode} {p.stderr.strip()[-300:]} {kvs}")
+    res = numeric(kvs)
+    res["run"] = run
+    res["peak_rss_mb"] = parse_time(tfile).get("rss_kb", 0) / 1024
+    log(f"scale {n} run {run + 1}: {res['handshakes_per_s']} handshakes/s, {res['goodput_mbit']} Mbit/s, "
+        f"RTOs {res.get('timeouts')}, fast retransmits {res['fast_retransmits']}, "
+        f"RcvbufErrors {res.get('udp_rcvbuf_errors')}, {res['mem_per_conn_bytes']} B/conn")
+    return res
+
+
+def run_scale(counts, total_bytes, runs, work, ns):
+    """Every count `runs` times; the order of the counts rotates every run.
+    In namespace `ns` (its own loopback) when given, so the UDP counters of
+    /proc/net/snmp see only this test's traffic."""
+    out = []
+    for r in range(runs):
+        for n in counts[r % len(counts):] + counts[:r % len(counts)]:
+            out.append(scale_once(n, total_bytes, work, ns, r))
+    return out
+
+
+SCALE_STAT_KEYS = ["goodput_mbit", "handshakes_per_s", "timeouts", "timeout_retransmits",
+                   "fast_retransmits", "duplicates_received", "udp_rcvbuf_errors",
+                   "mem_per_conn_bytes", "mem_per_conn_after_xfer_bytes", "io_cpu_xfer_server_s",
+                   "io_cpu_xfer_client_s", "peak_rss_mb", "bytes_per_conn"]
+
+
+def scale_summary(scale):
+    """One row per connection count: (median, min, max) of every figure over
+    the runs, and the aggregate goodput over the one-connection median."""
+    counts = sorted({int(r["conns"]) for r in scale})
+    one = [float(r["goodput_mbit"]) for r in scale if int(r["conns"]) == 1]
+    one_median = statistics.median(one) if one else None
+    rows = []
+    for n in counts:
+        runs = [r for r in scale if int(r["conns"]) == n]
+        row = {"conns": n, "runs": len(runs)}
+        for k in SCALE_STAT_KEYS:
+            row[k] = median_spread([float(r[k]) for r in runs if k in r])
+        g = row["goodput_mbit"]
+        row["ratio"] = tuple(x / one_median for x in g) if one_median else (float("nan"),) * 3
+        rows.append(row)
+    return rows
+
+
+def scale_targets(scale):
+    rows = {r["conns"]: r for r in scale_summary(scale)}
+    out = []
+    for n, frac, rto_free in ((100, 0.5, True), (1000, 0.3, False)):
+        row = rows.get(n)
+        if not row or 1 not in rows:
+            continue
+        ratio, rtos = row["ratio"][0], row["timeouts"][2]
+        what = f"scale: {n:,} connections ≥ {frac * 100:.0f} % of one flow's goodput"
+        measured = f"{ratio * 100:.0f} %, RTOs {fmt(rtos, 0)} (most in one run)"
+        ok = ratio >= frac and (rtos == 0 or not rto_free)
+        out.append((what + (", no RTO" if rto_free else ""), measured, ok))
+    return out
+
+
+def scale_markdown(scale, where):
+    rows = scale_summary(scale)
+    runs = max(r["runs"] for r in rows)
+    rng = lambda t, nd=0: f"{fmt(t[0], nd)} [{fmt(t[1], nd)}–{fmt(t[2], nd)}]" if runs > 1 else fmt(t[0], nd)
+    L = ["## 3. Scale: many connections in one context\n"]
+    L.append("One process, two contexts on 127.0.0.1 (a client context and a server context, one I/O "
+             f"thread each){where}. N connections are opened from min(N, 16) threads with blocking "
+             "`connect` (handshakes/s = N / time until all are connected and accepted); then every "
+             f"connection sends its share of {rows[0]['bytes_per_conn'][0] / 2**20:.0f} MiB in total at "
+             "once (at least 4 KiB each; non-blocking round-robin on 4 threads per side). "
+             f"{runs} runs of every count, the order of the counts rotating every run; median with "
+             "[min–max] over the runs. *vs 1 conn* = median aggregate goodput ÷ the median of the "
+             "1-connection runs of this run (range: each run's goodput over that median). "
+             "RTOs = retransmission timeouts that fired, summed over the connections (sender side); "
+             "fast retransmits likewise; duplicates = data packets that arrived twice (receiver side); "
+             "RcvbufErrors = the delta of `/proc/net/snmp` over the transfer. With GRO on, the kernel "
+             "counts a whole coalesced GSO message as one error, so RcvbufErrors counts messages, not "
+             "datagrams (up to 64 datagrams each).\n")
+    L.append("| connections | runs | aggregate Mbit/s | vs 1 conn | RTOs | RTO resends | fast retransmits "
+             "| duplicates at receiver | RcvbufErrors (GSO messages) |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ratio = r["ratio"]
+        L.append(f"| {r['conns']:,} | {r['runs']} | **{rng(r['goodput_mbit'])}** | "
+                 f"{ratio[0] * 100:.0f} % [{ratio[1] * 100:.0f}–{ratio[2] * 100:.0f}] | "
+                 f"{rng(r['timeouts'])} | {rng(r['timeout_retransmits'])} | {rng(r['fast_retransmits'])} | "
+                 f"{rng(r['duplicates_received'])} | {rng(r['udp_rcvbuf_errors'])} |")
+    L.append("\nResources (medians). Memory per connection = RSS growth / (2 N) (each connection has two "
+             "ends in this process); I/O-thread CPU from /proc/self/task/<tid>/stat (10 ms resolution). "
+             "Limits raised for the test: backlog, max_half_open = N + 16.\n")
+    L.append("| connections | handshakes/s | bytes/conn | memory/conn established | memory/conn after "
+             "transfer | I/O CPU s transfer srv/cli | peak RSS MB |")
+    L.append("|---|---|---|---|---|---|---|")
+    for r in rows:
+        L.append(f"| {r['conns']:,} | {fmt(r['handshakes_per_s'][0], 0)} | {fmt(r['bytes_per_conn'][0], 0)} | "
+                 f"{r['mem_per_conn_bytes'][0] / 1024:.1f} KiB | "
+                 f"{r['mem_per_conn_after_xfer_bytes'][0] / 1024:.1f} KiB | "
+                 f"{fmt(r['io_cpu_xfer_server_s'][0], 2)} / {fmt(r['io_cpu_xfer_client_s'][0], 2)} | "
+                 f"{fmt(r['peak_rss_mb'][0], 0)} |")
+    L.append("\n![scale](bench/plots/scale.png)\n")
+    return L
+
+
+# ---------------------------------------------------------------- receiver drops
+
+DROP_SENDERS = ["ours", "libutp"]
+DROP_NAMES = {"ours": "ours (Rust API, `utpbench utp-send`)", "libutp": "real libutp (`ucat`)"}
+
+
+def read_udp_snmp(ns):
+    """The Udp counters of /proc/net/snmp (of namespace `ns`)."""
+    out = subprocess.run(in_ns(["cat", "/proc/net/snmp"], ns), capture_output=True, text=True).stdout
+    rows = [l.split()[1:] for l in out.splitlines() if l.startswith("Udp:")]
+    return dict(zip(rows[0], (int(x) for x in rows[1]))) if len(rows) >= 2 else {}
+
+
+def socket_drops(port, ns):
+    """The `drops` column of /proc/net/udp for the socket bound to `port`."""
+    out = subprocess.run(in_ns(["cat", "/proc/net/udp"], ns), capture_output=True, text=True).stdout
+    want = "%04X" % port
+    for line in out.splitlines()[1:]:
+        f = line.split()
+        if f[1].rsplit(":", 1)[-1].upper() == want:
+            return int(f[-1])
+    return None
+
+
+def read_counts(path):
+    """(received, sent) datagrams from count_dgrams.so's file."""
+    import struct
+    try:
+        with open(path, "rb") as f:
+            return struct.unpack("<QQ", f.read(16))
+    except (OSError, struct.error):
+        return (None, None)
+
+
+def start_drop_sender(sender, tools, nbytes, port, ns, files):
+    if sender == "ours":
+        return [spawn(in_ns([UTPBENCH, "utp-send", "--to", f"127.0.0.1:{port}", "--bytes", str(nbytes),
+                             "--stamp", files("stamp"), "--report", files("sr")], ns),
+                      stderr=subprocess.DEVNULL)]
+    gen = spawn([UTPBENCH, "gen", "--bytes", str(nbytes), "--stamp", files("stamp"), "--hold"],
+                stdout=subprocess.PIPE)
+    env = dict(os.environ, LD_PRELOAD=tools["count-shim"], BENCH_COUNT_FILE=files("sc"))
+    snd = spawn(in_ns([tools["ucat-real"], "127.0.0.1", str(port)], ns), stdin=gen.stdout,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    gen.stdout.close()
+    return [snd, gen]
+
+
+def drop_once(sender, tools, nbytes, ns, work, timeout):
+    """One transfer from `sender` into real libutp's ucat at default buffers;
+    counts the datagrams the receiver's socket dropped."""
+    d = tempfile.mkdtemp(prefix=f"drop-{sender}-", dir=work)
+    files = lambda n: os.path.join(d, n)
+    port = free_port()
+    env = dict(os.environ, LD_PRELOAD=tools["count-shim"], BENCH_COUNT_FILE=files("rc"))
+    rcv = spawn(in_ns([tools["ucat-real"], "-l", "-p", str(port)], ns), env=env, stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    sink = spawn([UTPBENCH, "sink", "--bytes", str(nbytes), "--report", files("rr")], stdin=rcv.stdout)
+    rcv.stdout.close()
+    senders = []
+    try:
+        wait_bound(port, ns, rcv, "ucat")
+        snmp0 = read_udp_snmp(ns)
+        senders = start_drop_sender(sender, tools, nbytes, port, ns, files)
+        rc = reap(sink, timeout)
+        rr = parse_kv(files("rr"))
+        if rc != 0 or rr.get("exact") != "yes":
+            raise FunctionalError(f"receiver drops {sender}: sink rc={rc} {rr}")
+        dropped = socket_drops(port, ns)
+        snmp1 = read_udp_snmp(ns)
+        received = read_counts(files("rc"))[0]
+        sent = read_counts(files("sc"))[1]
+        rcv.send_signal(signal.SIGINT)  # ucat closes its socket: ours' sender sees the FIN
+        if sender == "ours" and reap(senders[0], 15) != 0:
+            raise FunctionalError("receiver drops: utp-send into ucat failed")
+        sr = numeric(parse_kv(files("sr")))
+        if sender == "ours":
+            sent = sr.get("packets_sent")
+        secs = (int(rr["done_ns"]) - read_stamp(files("stamp"))) / 1e9
+        return {"sender": sender, "bytes": nbytes, "sent": sent, "received": received,
+                "dropped": dropped,
+                "rcvbuf_errors": snmp1.get("RcvbufErrors", 0) - snmp0.get("RcvbufErrors", 0),
+                "drop_pct": 100.0 * dropped / sent if sent else float("nan"),
+                "mbit": nbytes * 8 / secs / 1e6, "stall_ms": float(rr["max_gap_ms"]),
+                "timeout_retransmits": sr.get("timeout_retransmits"),
+                "fast_retransmits": sr.get("fast_retransmits")}
+    finally:
+        for p in senders + [rcv, sink]:
+            kill(p)
+            reap(p, 5)
+
+
+def run_drops(tools, sizes, runs, ns, work, timeout):
+    """ours and libutp into ucat, alternating run by run, every size."""
+    out = []
+    for r in range(runs):
+        order = DROP_SENDERS[r % 2:] + DROP_SENDERS[:r % 2]
+        for nbytes in sizes:
+            for sender in order:
+                res = drop_once(sender, tools, nbytes, ns, work, timeout)
+                res["run"] = r
+                log(f"receiver drops {sender} {nbytes / 1e6:.0f} MB run {r + 1}/{runs}: sent {res['sent']}, "
+                    f"dropped {res['dropped']} ({res['drop_pct']:.2f} %), RcvbufErrors "
+                    f"{res['rcvbuf_errors']}, {res['mbit']:.0f} Mbit/s")
+                out.append(res)
+    return out
+
+
+def drops_summary(drops):
+    """(sender, bytes, runs, {figure: (median, min, max)}) per sender and size."""
+    rows = []
+    for nbytes in sorted({r["bytes"] for r in drops}):
+        for sender in DROP_SENDERS:
+            runs = [r for r in drops if r["sender"] == sender and r["bytes"] == nbytes]
+            if runs:
+                figs = {k: median_spread([float(r[k]) for r in runs if r.get(k) is not None])
+                        for k in ("sent", "received", "dropped", "rcvbuf_errors", "drop_pct", "mbit",
+                                  "stall_ms", "timeout_retransmits", "fast_retransmits")}
+                rows.append((sender, nbytes, len(runs), figs))
+    return rows
+
+
+def drops_targets(drops):
+    """Per size: the median over ours' runs of the share of datagrams dropped
+    at ucat's socket, ≤ 1 %; libutp's own figure beside it."""
+    out = []
+    rows = drops_summary(drops)
+    for sender, nbytes, runs, figs in rows:
+        if sender != "ours":
+            continue
+        pct = figs["drop_pct"]
+        theirs = [f["drop_pct"][0] for s, n, _, f in rows if s == "libutp" and n == nbytes]
+        beside = f"; libutp → ucat {theirs[0]:.2f} %" if theirs else ""
+        out.append((f"receiver drops sending {nbytes / 1e6:.0f} MB to real libutp's ucat at default "
+                    "buffers ≤ 1 % (median of runs)",
+                    f"{pct[0]:.2f} % [{pct[1]:.2f}–{pct[2]:.2f}]{beside}", pct[0] <= 1.0))
+    return out
+
+
+def drops_markdown(drops, where, settings):
+    L = ["## 6. Receiver drops: sending to real libutp's ucat at default buffers\n"]
+    L.append(f"{settings}. The receiver is real libutp's upstream `ucat -l` (unmodified binary, default "
+             "UDP buffers: `net.core.rmem_default`), its output checked by `utpbench sink`; the sender "
+             "is ours (`utpbench utp-send`, Rust API, GSO on) or real libutp's `ucat`, on 127.0.0.1"
+             f"{where}; the two senders alternate run by run. *dropped* = the receiving socket's own "
+             "`drops` counter (`/proc/net/udp`), read when the sink has the last byte; *RcvbufErrors* = "
+             "the delta of `/proc/net/snmp` over the same time (ucat has no GRO, so both count "
+             "datagrams). *sent* = the sender's datagrams of every type: ours from its connection "
+             "statistics (`packets_sent`), ucat's from an `LD_PRELOAD` shim counting its `sendto` calls "
+             "(`bench/c/count_dgrams.c`); the same shim counts the receiver's `recvfrom` calls "
+             "(*received*; received + dropped = sent, less the sender's last few packets). "
+             "Drop % = dropped ÷ sent. Median with [min–max].\n")
+    L.append("| size | sender | runs | sent | received | dropped | RcvbufErrors | drop % | Mbit/s | "
+             "longest stall ms | RTO resends / fast retransmits |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    rng = lambda t, nd=0: f"{fmt(t[0], nd)} [{fmt(t[1], nd)}–{fmt(t[2], nd)}]"
+    for sender, nbytes, runs, f in drops_summary(drops):
+        retx = (f"{fmt(f['timeout_retransmits'][0], 0)} / {fmt(f['fast_retransmits'][0], 0)}"
+                if sender == "ours" else "—")
+        L.append(f"| {nbytes / 1e6:.0f} MB | {DROP_NAMES[sender]} | {runs} | {fmt(f['sent'][0], 0)} | "
+                 f"{fmt(f['received'][0], 0)} | {rng(f['dropped'])} | {rng(f['rcvbuf_errors'])} | "
+                 f"**{rng(f['drop_pct'], 2)}** | {rng(f['mbit'])} | {fmt(f['stall_ms'][0])} | {retx} |")
+    L.append("\n![receiver drops](bench/plots/rcvdrops.png)\n")
+    return L
 
 
 # ---------------------------------------------------------------- bindings
@@ -1083,7 +1363,80 @@ def plot_all(results, outdir):
         fig.savefig(p, dpi=90)
         plt.close(fig)
         files.append(p)
+    if results.get("scale"):
+        files.append(plot_scale(plt, results["scale"], outdir))
+    if results.get("drops"):
+        files.append(plot_drops(plt, results["drops"], outdir))
     return files
+
+
+def plot_scale(plt, scale, outdir):
+    """Aggregate goodput and its ratio to one flow against the number of
+    connections, median with min-max whiskers."""
+    rows = scale_summary(scale)
+    conns = [r["conns"] for r in rows]
+    fig, (ax_goodput, ax_ratio) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, key, scale_by, ylabel in ((ax_goodput, "goodput_mbit", 1, "aggregate goodput (Mbit/s)"),
+                                      (ax_ratio, "ratio", 100, "% of the 1-connection goodput")):
+        med = [r[key][0] * scale_by for r in rows]
+        err = [[(r[key][0] - r[key][1]) * scale_by for r in rows],
+               [(r[key][2] - r[key][0]) * scale_by for r in rows]]
+        ax.errorbar(conns, med, yerr=err, marker="o", capsize=4, color="#1f77b4", label="ours")
+        for x, y, r in zip(conns, med, rows):
+            ax.annotate(f"{y:.0f}\nRTOs {r['timeouts'][0]:.0f}" if key == "ratio" else f"{y:.0f}",
+                        (x, y), ha="left", va="bottom", fontsize=8, xytext=(6, 4),
+                        textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xticks(conns)
+        ax.set_xticklabels([f"{n:,}" for n in conns])
+        ax.set_xlabel("connections (log scale)")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(0, max(m for m in med if m == m) * 1.3)
+        ax.grid(alpha=0.3)
+    for n, frac in ((100, 50), (1000, 30)):
+        ax_ratio.plot([n], [frac], marker="_", ms=30, mew=2, color="#d62728")
+    ax_ratio.plot([], [], marker="_", ls="", ms=12, mew=2, color="#d62728", label="target (at 100 and 1,000)")
+    ax_ratio.legend(fontsize=8, loc="lower left")
+    runs = max(r["runs"] for r in rows)
+    fig.suptitle(f"Scale on loopback: {rows[0]['bytes_per_conn'][0] / 2**20:.0f} MiB in total over N "
+                 f"connections, one process; median of {runs} runs (whiskers: min-max)")
+    fig.tight_layout()
+    p = os.path.join(outdir, "scale.png")
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
+
+
+def plot_drops(plt, drops, outdir):
+    """Drop % at ucat's socket per sender and size, median with min-max whiskers."""
+    rows = drops_summary(drops)
+    sizes = sorted({nbytes for _, nbytes, _, _ in rows})
+    colors = {"ours": "#1f77b4", "libutp": "#d62728"}
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    w = 0.8 / len(DROP_SENDERS)
+    for k, sender in enumerate(DROP_SENDERS):
+        figs = {nbytes: f for s, nbytes, _, f in rows if s == sender}
+        xs = [i + (k - (len(DROP_SENDERS) - 1) / 2) * w for i, n in enumerate(sizes) if n in figs]
+        pct = [figs[n]["drop_pct"] for n in sizes if n in figs]
+        ax.bar(xs, [p[0] for p in pct], w, yerr=[[p[0] - p[1] for p in pct], [p[2] - p[0] for p in pct]],
+               capsize=4, color=colors[sender], label=DROP_NAMES[sender].replace("`", ""))
+        for x, p in zip(xs, pct):
+            ax.annotate(f"{p[0]:.2f} %", (x, p[0]), ha="left", va="bottom", fontsize=8, xytext=(4, 2),
+                        textcoords="offset points")
+    ax.axhline(1.0, color="k", ls="--", lw=0.8, label="target for ours: 1 %")
+    ax.set_ylim(0, max(p[2] for _, _, _, f in rows for p in [f["drop_pct"]]) * 1.4)
+    ax.set_xticks(range(len(sizes)))
+    ax.set_xticklabels([f"{n / 1e6:.0f} MB" for n in sizes])
+    ax.set_ylabel("datagrams dropped at ucat's socket (%)")
+    ax.set_title("Sending to real libutp's ucat at default UDP buffers (loopback)\n"
+                 f"median of {max(r[2] for r in rows)} alternating runs, whiskers: min-max", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    p = os.path.join(outdir, "rcvdrops.png")
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
 
 
 # ---------------------------------------------------------------- report
@@ -1156,10 +1509,18 @@ def print_summary(res):
             if rs:
                 print(f"{link:9} {impl:8} p50 {statistics.median(r['rtt_us_p50'] for r in rs):8.1f} us"
                       f"  p99 {statistics.median(r['rtt_us_p99'] for r in rs):8.1f} us")
-    print("== scale (one context per side) ==")
-    for s in res.get("scale", []):
-        print(f"conns {s['conns']:>6}: {s['handshakes_per_s']:>9} hs/s  {s['goodput_mbit']:>7} Mbit/s  "
-              f"{s['mem_per_conn_bytes']:>7} B/conn  io-cpu srv {s['io_cpu_xfer_server_s']} s")
+    print("== scale (one context per side, medians) ==")
+    for r in scale_summary(res.get("scale", [])):
+        print(f"conns {r['conns']:>6}: {r['handshakes_per_s'][0]:>9.0f} hs/s  {r['goodput_mbit'][0]:>7.1f} "
+              f"Mbit/s ({r['ratio'][0] * 100:.0f} % of 1 conn)  RTOs {r['timeouts'][0]:.0f}  fast retx "
+              f"{r['fast_retransmits'][0]:.0f}  RcvbufErrors {r['udp_rcvbuf_errors'][0]:.0f}  "
+              f"{r['mem_per_conn_bytes'][0]:>7.0f} B/conn")
+    if res.get("drops"):
+        print("== receiver drops into ucat at default buffers (medians) ==")
+        for sender, nbytes, runs, f in drops_summary(res["drops"]):
+            print(f"{nbytes / 1e6:5.0f} MB {sender:7} sent {f['sent'][0]:9.0f}  dropped {f['dropped'][0]:7.0f}"
+                  f"  {f['drop_pct'][0]:6.2f} % [{f['drop_pct'][1]:.2f}-{f['drop_pct'][2]:.2f}]"
+                  f"  {f['mbit'][0]:7.0f} Mbit/s")
     b = res.get("bindings")
     if b:
         print("== bindings (loopback, median) ==")
@@ -1214,6 +1575,10 @@ def targets(res):
         out.append((f"{link}: no stalls (slowest run ≥ 80 % of median)", f"{slow * 100:.0f} %", slow >= 0.8))
     if res.get("bindings"):
         out.extend(bindings_targets(res["bindings"]))
+    if res.get("scale"):
+        out.extend(scale_targets(res["scale"]))
+    if res.get("drops"):
+        out.extend(drops_targets(res["drops"]))
     for sc in res.get("testbed", []):
         x = sc["summary"]
         if sc["name"] in ("ours-alone", "ours-alone-25ms"):
@@ -1322,25 +1687,8 @@ def write_markdown(res, path, cmd, plots):
                  "programs run libutp's caller-driven event loop in one thread and sleep in poll() between "
                  "messages, so they pay the machine's wake-up latency, which varies from run to run.\n")
         L.append("![latency](bench/plots/latency.png)\n")
-    sc = res.get("scale", [])
-    if sc:
-        L.append("## 3. Scale: many connections in one context\n")
-        L.append("One process, two contexts on 127.0.0.1 (a client context and a server context, one I/O thread each). "
-                 "N connections are opened from min(N, 16) threads with blocking `connect` "
-                 "(handshakes/s = N / time until all are connected and accepted); then every connection "
-                 "sends its share of the data at once (non-blocking round-robin on 4 threads per side). "
-                 "Memory per connection = RSS growth / (2 N) (each connection has two ends in this process). "
-                 "I/O-thread CPU read from /proc/self/task/<tid>/stat (10 ms resolution). "
-                 "Limits raised for the test: backlog, max_half_open = N + 16.\n")
-        L.append("| connections | handshakes/s | bytes/conn | aggregate Mbit/s | memory/conn established | memory/conn after transfer | I/O CPU s handshakes srv/cli | I/O CPU s transfer srv/cli | peak RSS MB |")
-        L.append("|---|---|---|---|---|---|---|---|---|")
-        for s in sc:
-            L.append(f"| {s['conns']} | {float(s['handshakes_per_s']):.0f} | {s['bytes_per_conn']} | "
-                     f"{s['goodput_mbit']} | {int(s['mem_per_conn_bytes']) / 1024:.1f} KiB | "
-                     f"{int(s['mem_per_conn_after_xfer_bytes']) / 1024:.1f} KiB | "
-                     f"{s['io_cpu_handshake_server_s']} / {s['io_cpu_handshake_client_s']} | "
-                     f"{s['io_cpu_xfer_server_s']} / {s['io_cpu_xfer_client_s']} | {s['peak_rss_mb']:.0f} |")
-        L.append("")
+    if res.get("scale"):
+        L.extend(scale_markdown(res["scale"], res.get("scale_where", "")))
     tbs = res.get("testbed", [])
     if tbs:
         L.append("## 4. LEDBAT testbed\n")
@@ -1391,6 +1739,8 @@ def write_markdown(res, path, cmd, plots):
         L.append("\n![testbed](bench/plots/testbed.png)\n")
     if res.get("bindings"):
         L.extend(bindings_markdown(res["bindings"]))
+    if res.get("drops"):
+        L.extend(drops_markdown(res["drops"], res.get("drops_where", ""), res.get("drops_settings", "")))
     if res.get("notes"):
         L.append("## Notes\n")
         L.extend(res["notes"])
@@ -1400,8 +1750,9 @@ def write_markdown(res, path, cmd, plots):
 
 # ---------------------------------------------------------------- main
 
-SECTIONS = {"bulk": ["bulk"], "latency": ["latency"], "scale": ["scale"], "bindings": ["bindings"],
-            "testbed": ["testbed", "testbed_base_rtt_ms"]}
+SECTIONS = {"bulk": ["bulk"], "latency": ["latency"], "scale": ["scale", "scale_where"],
+            "bindings": ["bindings"], "testbed": ["testbed", "testbed_base_rtt_ms"],
+            "drops": ["drops", "drops_where", "drops_settings"]}
 
 
 def merge_previous(res, only):
@@ -1427,6 +1778,25 @@ def merge_previous(res, only):
         f". This run (`BENCH_ONLY={','.join(only)}`) measured only its sections.")
 
 
+def in_section_order(res):
+    """The results with the run's own keys first, then the sections in
+    SECTIONS order, so that latest.json diffs stay readable."""
+    section_keys = [k for keys in SECTIONS.values() for k in keys]
+    head = {k: v for k, v in res.items() if k not in section_keys}
+    return head | {k: res[k] for k in section_keys if k in res}
+
+
+def loopback_namespace(tag, wanted):
+    """A namespace with only `lo`, for the parts whose kernel counters must
+    see only their own traffic; (name, how the report says where), or the
+    host's loopback when there are no namespaces."""
+    if not wanted:
+        return None, ", on the host's loopback (its UDP counters also see other traffic)"
+    add_ns(f"{tag}-lo")
+    return f"{tag}-lo", (", inside a network namespace of its own (only `lo`), so the UDP counters "
+                         "of `/proc/net/snmp` see only this test's traffic")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--smoke", action="store_true")
@@ -1449,15 +1819,25 @@ def main():
         netns_ok = can_netns()
         if smoke:
             mb, runs, lat_n, lat_rounds, counts, scale_bytes = 8, 1, 300, 1, [1, 100], 4 << 20
+            scale_runs, drop_sizes, drop_runs = 1, [4_000_000], 1
         else:
             mb = int(env.get("BENCH_BULK_MB", 1024))
             runs = int(env.get("BENCH_RUNS", 5))
             lat_n, lat_rounds = 2000, 3
-            counts = [int(x) for x in env.get("BENCH_SCALE", "1,100,1000,10000").split(",")]
+            counts = [int(x) for x in env.get("BENCH_SCALE", "1,10,100,1000,10000").split(",")]
             scale_bytes = 64 << 20
-        res["settings"] = (f"bulk {mb} MiB x {runs} runs per implementation and link; ping-pong "
-                           f"{lat_n} x 64 B x {lat_rounds} runs; scale {counts} with "
-                           f"{scale_bytes >> 20} MiB in total")
+            scale_runs = int(env.get("BENCH_SCALE_RUNS", 5))
+            drop_sizes = [int(x) * 1_000_000 for x in env.get("BENCH_DROP_MB", "20,100").split(",")]
+            drop_runs = int(env.get("BENCH_DROP_RUNS", 5))
+        only = [x for x in env.get("BENCH_ONLY", "").split(",") if x]  # e.g. testbed
+        want = lambda part: not only or part in only
+        settings = {"bulk": f"bulk {mb} MiB x {runs} runs per implementation and link",
+                    "latency": f"ping-pong {lat_n} x 64 B x {lat_rounds} runs",
+                    "scale": f"scale {counts} connections with {scale_bytes >> 20} MiB in total, "
+                             f"{scale_runs} runs each",
+                    "drops": f"receiver drops: {', '.join(str(n // 1_000_000) for n in drop_sizes)} MB per "
+                             f"transfer, {drop_runs} runs per sender and size"}
+        res["settings"] = "; ".join(v for k, v in settings.items() if want(k))
         links = [{"name": "loopback", "recv_ns": None, "send_ns": None, "recv_ip": "127.0.0.1"}]
         tag = f"ub{os.getpid() % 100000}"
         if netns_ok:
@@ -1477,8 +1857,7 @@ def main():
             res["notes"].append("- veth and testbed skipped: no root / `ip netns` not available.")
             log("no network namespaces (not root?): veth and testbed are skipped")
         timeout = 30 if smoke else max(120, int(mb * 0.6))
-        only = [x for x in env.get("BENCH_ONLY", "").split(",") if x]  # e.g. testbed
-        want = lambda part: not only or part in only
+        lo_ns, where = loopback_namespace(tag, netns_ok and (want("scale") or want("drops")))
         if want("bulk"):
             res["bulk"] = run_bulk(tools, impls, links, mb << 20, runs, work, timeout)
         res["latency"] = []
@@ -1486,7 +1865,11 @@ def main():
             for link in (links[:1] if smoke else links):
                 res["latency"] += run_latency(tools, pp_impls, link, lat_n, 64, lat_rounds, work)
         if want("scale"):
-            res["scale"] = run_scale(counts, scale_bytes, work)
+            res["scale"] = run_scale(counts, scale_bytes, scale_runs, work, lo_ns)
+            res["scale_where"] = where
+        if want("drops"):
+            res["drops"] = run_drops(tools, drop_sizes, drop_runs, lo_ns, work, 30 if smoke else 120)
+            res["drops_where"], res["drops_settings"] = where, settings["drops"].split(": ", 1)[1]
         if want("bindings"):
             res["notes"] += build_bindings(tools, smoke)
             res["bindings"] = run_bindings(tools, work, smoke, env)
@@ -1517,8 +1900,9 @@ def main():
                                            for l, s in sc["series"].items()}}
                                for sc in res.get("testbed", [])]
             with open(os.path.join(ROOT, "bench", "results", "latest.json"), "w") as f:
-                json.dump(slim, f, indent=1)
-            write_markdown(res, env.get("BENCH_MD", os.path.join(ROOT, "BENCHMARKS.md")), a.cmd, plots)
+                json.dump(in_section_order(slim), f, indent=1)
+            cmd = (f"BENCH_ONLY={','.join(only)} " if only else "") + a.cmd
+            write_markdown(res, env.get("BENCH_MD", os.path.join(ROOT, "BENCHMARKS.md")), cmd, plots)
             log("wrote BENCHMARKS.md, bench/results/latest.json and", ", ".join(plots))
         print(f"\nbench: {'smoke' if smoke else 'full'} run OK in {time.time() - t_start:.0f} s")
     except FunctionalError as e:

@@ -8,8 +8,9 @@
 #                          # and bench/results/latest.json (needs root for the
 #                          # network namespaces; ~15-25 min)
 #
-# Full-run knobs: BENCH_BULK_MB (default 1024), BENCH_ONLY (bulk,latency,scale,testbed), BENCH_RUNS (5),
-# BENCH_SCALE (1,100,1000,10000). See bench/README.md.
+# Full-run knobs: BENCH_BULK_MB (default 1024), BENCH_ONLY (bulk,latency,scale,testbed,bindings,drops),
+# BENCH_RUNS (5), BENCH_SCALE (1,10,100,1000,10000), BENCH_SCALE_RUNS (5), BENCH_DROP_MB (20,100),
+# BENCH_DROP_RUNS (5). See bench/README.md.
 #
 # Traffic stays on 127.0.0.1 and inside network namespaces this script
 # creates (10.201.0.0/24, 10.202.{1,2}.0/24); they and every process are

@@ -932,10 +932,11 @@ fn cmd_scale(a: &Args) {
     }
     let cpu2 = (thread_cpu(&s_io), thread_cpu(&c_io));
     // Loss recovery on the sending side, summed over the connections.
-    let (mut rto, mut fast) = (0u64, 0u64);
+    let (mut rto, mut fast, mut timeouts) = (0u64, 0u64, 0u64);
     for st in keep.iter().flatten().filter_map(|s| s.stats().ok()) {
         rto += st.timeout_retransmits;
         fast += st.fast_retransmits;
+        timeouts += st.timeouts;
     }
     // Copies that arrived twice: retransmissions that were not needed.
     let duplicates: u64 = keep_server
@@ -971,6 +972,7 @@ fn cmd_scale(a: &Args) {
         kv("bytes_per_conn", per),
         kv("bytes_total", got),
         kv("xfer_s", format!("{:.4}", xfer.as_secs_f64())),
+        kv("timeouts", timeouts),
         kv("timeout_retransmits", rto),
         kv("fast_retransmits", fast),
         kv("duplicates_received", duplicates),
