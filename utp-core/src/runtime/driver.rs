@@ -567,6 +567,17 @@ impl Driver {
             deadline = Some(deadline.map_or(d, |x| x.min(d)));
         }
         self.shared.timer.set(deadline);
+        // A reader may have parked the input since we looked, its alarm
+        // overwritten by ours just now (it does not take the driver's lock):
+        // without that alarm this thread would not poll the socket until
+        // its next timer. (If it parks after this look, its alarm is set
+        // after ours and stands.)
+        if poller != POLLER_PARKED
+            && self.shared.udp_poller.load(Ordering::Acquire) == POLLER_PARKED
+        {
+            let d = self.shared.park_deadline.load(Ordering::Acquire);
+            self.shared.timer.ring_by(d);
+        }
         let external = self.shared.event_loop_input.load(Ordering::Acquire);
         let mut udp_events = if poller == POLLER_FREE && !external {
             libc::POLLIN
