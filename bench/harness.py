@@ -381,11 +381,17 @@ def median_spread(vals):
     return statistics.median(vals), min(vals), max(vals)
 
 
+def rotated(items, r):
+    """`items` rotated by `r`: run r starts with a different one, so none always goes first."""
+    k = r % len(items)
+    return items[k:] + items[:k]
+
+
 def run_bulk(tools, impls, links, nbytes, runs, work, timeout):
     results = []
     for link in links:
         for r in range(runs):
-            order = impls[r % len(impls):] + impls[:r % len(impls)]  # rotate: alternate
+            order = rotated(impls, r)  # alternate
             for impl in order:
                 res = bulk_once(impl, tools, nbytes, link, work, timeout)
                 res["run"] = r
@@ -402,7 +408,7 @@ def run_latency(tools, impls, link, count, size, rounds, work):
     out = []
     rns, sns, rip = link["recv_ns"], link["send_ns"], link["recv_ip"]
     for r in range(rounds):
-        order = impls[r % len(impls):] + impls[:r % len(impls)]
+        order = rotated(impls, r)
         for impl in order:
             port = free_port()
             if impl == "rust":
@@ -475,7 +481,7 @@ def run_scale(counts, total_bytes, runs, work, ns):
     /proc/net/snmp see only this test's traffic."""
     out = []
     for r in range(runs):
-        for n in counts[r % len(counts):] + counts[:r % len(counts)]:
+        for n in rotated(counts, r):
             out.append(scale_once(n, total_bytes, work, ns, r))
     return out
 
@@ -658,7 +664,7 @@ def run_drops(tools, sizes, runs, ns, work, timeout):
     """ours and libutp into ucat, alternating run by run, every size."""
     out = []
     for r in range(runs):
-        order = DROP_SENDERS[r % 2:] + DROP_SENDERS[:r % 2]
+        order = rotated(DROP_SENDERS, r)
         for nbytes in sizes:
             for sender in order:
                 res = drop_once(sender, tools, nbytes, ns, work, timeout)
@@ -878,7 +884,7 @@ def run_bindings(tools, work, smoke, env):
                        f"{count} x 64 B x {rounds} runs")
     bulk = [i for i in BIND_BULK_IMPLS if bind_available(i, tools)]
     for r in range(runs):
-        for impl in bulk[r % len(bulk):] + bulk[:r % len(bulk)]:
+        for impl in rotated(bulk, r):
             n = (small_mb if impl == "utp-native" else mb) << 20
             res = bind_bulk_once(impl, tools, n, work, 30 if smoke else max(120, n * 8 / 20e6))
             res["run"] = r
@@ -887,7 +893,7 @@ def run_bindings(tools, work, smoke, env):
             out["bulk"].append(res)
     pp = [i for i in BIND_PP_IMPLS if bind_available(i, tools)]
     for r in range(rounds):
-        for impl in pp[r % len(pp):] + pp[:r % len(pp)]:
+        for impl in rotated(pp, r):
             res = bind_pp_once(impl, tools, count, 64)
             res["run"] = r
             log(f"bindings ping-pong {impl}: p50 {res['rtt_us_p50']:.1f} us p99 {res['rtt_us_p99']:.1f} us")

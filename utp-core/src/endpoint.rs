@@ -1141,6 +1141,27 @@ mod tests {
             self.drain();
         }
 
+        /// A connects to B; steps until B hears of it. Returns both handles.
+        fn connect(&mut self) -> (ConnectionHandle, ConnectionHandle) {
+            let ha = self.a.connect(self.now, B.parse().unwrap());
+            while self.events_b.is_empty() && self.step() {}
+            match self.events_b.first() {
+                Some(Event::Incoming(hb)) => (ha, *hb),
+                e => panic!("no incoming connection: {e:?}"),
+            }
+        }
+
+        /// Appends what B can read on `hb` now to `out`.
+        fn read_b(&mut self, hb: ConnectionHandle, out: &mut Vec<u8>) {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = self.b.read(self.now, hb, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&buf[..n]);
+            }
+        }
+
         /// Advance to the next arrival or timer.
         fn step(&mut self) -> bool {
             self.drain();
@@ -1234,12 +1255,7 @@ mod tests {
     #[test]
     fn lost_resends_are_found_by_one_probe() {
         let mut p = Pair::new();
-        let ha = p.a.connect(p.now, B.parse().unwrap());
-        while p.events_b.is_empty() && p.step() {}
-        let hb = match p.events_b.first() {
-            Some(Event::Incoming(h)) => *h,
-            e => panic!("no incoming connection: {e:?}"),
-        };
+        let (ha, hb) = p.connect();
         // Once the window has opened, drop the first two copies of data
         // packets 300..320 (counted from the first data packet); the data
         // ends 20 packets later.
@@ -1274,13 +1290,7 @@ mod tests {
             if !p.step() {
                 break;
             }
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = p.b.read(p.now, hb, &mut buf) {
-                if n == 0 {
-                    break;
-                }
-                received.extend_from_slice(&buf[..n]);
-            }
+            p.read_b(hb, &mut received);
         }
         assert!(
             received == data,
@@ -1302,20 +1312,16 @@ mod tests {
     }
 
     /// Sends `bytes` from A to B, dropping every datagram for which
-    /// `lost(sent_at, to_b, elapsed_since_start)` says so, for at most
-    /// `limit` µs. Returns what B received, how long it took, and A's events.
+    /// `lost(sent_at, to_b)` says so (`sent_at` counted from the start of
+    /// the transfer), for at most `limit` µs. Returns whether B received
+    /// every byte, how long it took, A's statistics and A's events.
     fn transfer_through(
         bytes: usize,
         limit: u64,
         mut lost: impl FnMut(u64, bool) -> bool,
     ) -> (bool, u64, ConnectionStats, Vec<Event>) {
         let mut p = Pair::new();
-        let ha = p.a.connect(p.now, B.parse().unwrap());
-        while p.events_b.is_empty() && p.step() {}
-        let hb = match p.events_b.first() {
-            Some(Event::Incoming(h)) => *h,
-            e => panic!("no incoming connection: {e:?}"),
-        };
+        let (ha, hb) = p.connect();
         let data: Vec<u8> = (0..bytes as u32).map(|i| (i % 249) as u8).collect();
         let (mut written, mut received) = (0, Vec::new());
         let start = p.now;
@@ -1329,13 +1335,7 @@ mod tests {
             if !p.step() {
                 break;
             }
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = p.b.read(p.now, hb, &mut buf) {
-                if n == 0 {
-                    break;
-                }
-                received.extend_from_slice(&buf[..n]);
-            }
+            p.read_b(hb, &mut received);
         }
         let stats = p.a.stats(ha).unwrap_or_default();
         (received == data, p.now - start, stats, p.events_a)
